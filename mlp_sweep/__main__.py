@@ -1,0 +1,3 @@
+from mlp_sweep.cli import main
+
+main()

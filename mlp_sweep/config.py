@@ -1,0 +1,196 @@
+"""The config schema: typed dataclasses and Enums, registered in Hydra's ConfigStore.
+
+Values live in YAML under conf/; this file only says which keys exist, their types and what
+each is for. Composition then rejects unknown keys, unknown choices and wrong types before any
+training. `validate` adds the range checks a type cannot express (lr > 0, epochs >= 1, ...).
+The dataclasses are not frozen because Hydra merges overrides into them; below the entry
+point treat them as read-only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from mlp_sweep.errors import ConfigError
+
+
+class Activation(Enum):
+    relu = "relu"
+    leaky = "leaky"
+    selu = "selu"
+    softplus = "softplus"
+    tanh = "tanh"
+    sigmoid = "sigmoid"
+    elu = "elu"
+    gelu = "gelu"
+    silu = "silu"
+
+
+class Init(Enum):
+    default = "default"  # what nn.Linear does on its own
+    kaiming_normal = "kaiming_normal"
+    kaiming_uniform = "kaiming_uniform"
+    xavier_normal = "xavier_normal"
+    xavier_uniform = "xavier_uniform"
+    lecun_normal = "lecun_normal"
+    orthogonal = "orthogonal"
+
+
+class Impl(Enum):
+    module = "module"  # nn.Sequential of nn.Linear and activation modules
+    functional = (
+        "functional"  # raw parameter tensors and x @ W.T + b, as the tutorial's low-level version
+    )
+
+
+class Optimizer(Enum):
+    sgd = "sgd"
+    adam = "adam"
+
+
+class Dataset(Enum):
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+    kmnist = "kmnist"
+    synthetic = "synthetic"
+
+
+class Loss(Enum):
+    ce = "ce"  # cross-entropy on the logits
+    mse = "mse"  # mean squared error between softmax(logits) and one-hot targets
+
+
+@dataclass
+class ModelConfig:
+    # ReLU is the tutorial's activation; the others are what it compares against.
+    act: Activation = Activation.relu
+    # PyTorch's own nn.Linear init is what the tutorial's nn.Module version gets.
+    init: Init = Init.default
+    # Widths of the hidden layers; [] is multinomial logistic regression.
+    hidden: list[int] = field(default_factory=lambda: [200, 200])
+    # The tutorial also applies the activation to the logits; off by default because a ReLU on
+    # the logits clips negative scores and costs accuracy.
+    output_act: bool = False
+    impl: Impl = Impl.module
+    # nn.LeakyReLU's default negative slope.
+    leaky_slope: float = 0.01
+    # nn.Softplus's default sharpness.
+    softplus_beta: float = 1.0
+    # nn.ELU's default alpha.
+    elu_alpha: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    name: Optimizer = Optimizer.sgd
+    # The tutorial's learning rate for plain SGD.
+    lr: float = 0.01
+    # SGD only: plain SGD, as in the tutorial.
+    momentum: float = 0.0
+    # SGD only.
+    nesterov: bool = False
+    # L2 penalty, both optimizers; off as in the tutorial.
+    weight_decay: float = 0.0
+    # Adam only: torch.optim.Adam's defaults.
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class DataConfig:
+    name: Dataset = Dataset.mnist
+    # Folder holding <Dataset>/raw/; null means the data/ folder shipped beside the package.
+    root: str | None = None
+    # Standardize pixels with the training set's mean and std (the tutorial's Normalize).
+    normalize: bool = True
+    # Use only the first N training / test samples; null uses all. For quick runs and tests.
+    limit_train: int | None = None
+    limit_test: int | None = None
+    # Let torchvision fetch a missing dataset; offline this fails with a line saying where to
+    # put the files. MNIST ships with the project and never downloads.
+    download: bool = True
+    # Synthetic only: sizes of the generated train and test sets.
+    n_train: int = 4000
+    n_test: int = 1000
+
+
+@dataclass
+class TrainerConfig:
+    # The tutorial trains for 10 epochs with mini-batches of 200.
+    epochs: int = 10
+    batch_size: int = 200
+    # Evaluation needs no gradients, so it can take large chunks; this only bounds memory.
+    eval_batch_size: int = 10_000
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    loss: Loss = Loss.ce
+    # Seeds the weights' init and the batch order; the same seed repeats a CPU run exactly.
+    seed: int = 0
+    # auto picks cuda, then mps, then cpu; or name one: cpu, cuda, cuda:N, mps.
+    device: str = "auto"
+
+
+def register_configs() -> None:
+    """Make the schema known to Hydra; conf/config.yaml names it first in its defaults."""
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+def _positive(key: str, value: float, what: str = "a number > 0") -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ConfigError(key, value, f"must be {what}")
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that the schema's types cannot express. Raises ConfigError."""
+    _positive("optim.lr", cfg.optim.lr)
+    if cfg.optim.momentum < 0:
+        raise ConfigError("optim.momentum", cfg.optim.momentum, "must be >= 0")
+    if cfg.optim.weight_decay < 0:
+        raise ConfigError("optim.weight_decay", cfg.optim.weight_decay, "must be >= 0")
+    if cfg.optim.name is Optimizer.adam and (cfg.optim.momentum or cfg.optim.nesterov):
+        raise ConfigError("optim.momentum", cfg.optim.momentum, "is for sgd; adam uses optim.betas")
+    if cfg.optim.nesterov and cfg.optim.momentum <= 0:
+        raise ConfigError("optim.nesterov", True, "needs optim.momentum > 0")
+    if len(cfg.optim.betas) != 2 or not all(0 <= b < 1 for b in cfg.optim.betas):
+        raise ConfigError("optim.betas", cfg.optim.betas, "must be two numbers in [0, 1)")
+    _positive("trainer.epochs", cfg.trainer.epochs, "an integer >= 1")
+    _positive("trainer.batch_size", cfg.trainer.batch_size, "an integer >= 1")
+    _positive("trainer.eval_batch_size", cfg.trainer.eval_batch_size, "an integer >= 1")
+    if any(width < 1 for width in cfg.model.hidden):
+        raise ConfigError(
+            "model.hidden", cfg.model.hidden, "every width must be >= 1 ([] = no hidden layer)"
+        )
+    _positive("model.softplus_beta", cfg.model.softplus_beta)
+    if cfg.model.leaky_slope < 0:
+        raise ConfigError("model.leaky_slope", cfg.model.leaky_slope, "must be >= 0")
+    for key in ("limit_train", "limit_test"):
+        limit = getattr(cfg.data, key)
+        if limit is not None:
+            _positive(f"data.{key}", limit, "an integer >= 1 or null (all samples)")
+    _positive("data.n_train", cfg.data.n_train, "an integer >= 1")
+    _positive("data.n_test", cfg.data.n_test, "an integer >= 1")
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {"model.act": "relu", ...}; lists stay values, Enums become their names."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, Enum):
+            flat[name] = value.name
+        else:
+            flat[name] = value
+    return flat

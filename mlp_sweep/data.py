@@ -1,0 +1,198 @@
+"""Datasets -> normalized tensors on the run's device, and shuffled index batches over them.
+
+The whole dataset lives on the device as one tensor and a batch is an index slice of it, so
+the training loop has no per-sample Python and no DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchvision import datasets
+
+from mlp_sweep.config import DataConfig, Dataset
+from mlp_sweep.errors import DataError
+
+# The project's own copy of MNIST lives in <checkout>/data/MNIST/raw.
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+TORCHVISION = {
+    Dataset.mnist: datasets.MNIST,
+    Dataset.fashion_mnist: datasets.FashionMNIST,
+    Dataset.kmnist: datasets.KMNIST,
+}
+
+# Pixel mean and std of each training set after scaling to [0, 1]; MNIST's are the tutorial's.
+STATS = {
+    Dataset.mnist: (0.1307, 0.3081),
+    Dataset.fashion_mnist: (0.2860, 0.3530),
+    Dataset.kmnist: (0.1918, 0.3483),
+}
+
+# Decompressed size and md5 of the canonical MNIST files: a truncated or corrupted copy is
+# named here instead of failing later inside torchvision with a numpy reshape error.
+MNIST_FILES = {
+    "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
+}
+IDX_FILES = list(MNIST_FILES)  # FashionMNIST and KMNIST use the same four names
+
+
+@dataclass(frozen=True)
+class Data:
+    x_train: Tensor  # float32 [n_train, features], on the run's device
+    y_train: Tensor  # int64 [n_train]
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+
+    @property
+    def num_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+
+def data_root(cfg: DataConfig) -> Path:
+    return Path(cfg.root).expanduser() if cfg.root else DATA_DIR
+
+
+def raw_dir(cfg: DataConfig) -> Path:
+    return data_root(cfg) / TORCHVISION[cfg.name].__name__ / "raw"
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _decompress(gz: Path, out: Path) -> None:
+    """gunzip next to the .gz through a temp file, so a kill never leaves half a file."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with gzip.open(gz, "rb") as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, out)
+    except (OSError, EOFError) as err:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"data: cannot decompress {gz}: {err}") from err
+
+
+def prepare_raw(cfg: DataConfig) -> Path:
+    """Decompress shipped .gz files where needed and check what is there. Returns the raw dir.
+
+    For MNIST every file must match its canonical size and md5; other datasets are left to
+    torchvision, which may download them.
+    """
+    folder = raw_dir(cfg)
+    for name in IDX_FILES:
+        path, gz = folder / name, folder / f"{name}.gz"
+        if not path.exists() and gz.exists():
+            _decompress(gz, path)
+    if cfg.name is not Dataset.mnist:
+        return folder
+    missing = [name for name in MNIST_FILES if not (folder / name).exists()]
+    if missing:
+        raise DataError(
+            f"data.root={data_root(cfg)}: MNIST not found, expected {', '.join(missing)} "
+            f"(or the same names + .gz) in {folder}"
+        )
+    for name, (size, md5) in MNIST_FILES.items():
+        path = folder / name
+        actual = path.stat().st_size
+        if actual != size:
+            raise DataError(
+                f"data.root={data_root(cfg)}: {path} is {actual} bytes, expected {size} "
+                "(truncated or corrupted; replace it or delete it to re-extract from the .gz)"
+            )
+        if _md5(path) != md5:
+            raise DataError(
+                f"data.root={data_root(cfg)}: {path} fails its md5 check "
+                "(corrupted; replace it or delete it to re-extract from the .gz)"
+            )
+    return folder
+
+
+def _load_torchvision(cfg: DataConfig, train: bool) -> tuple[Tensor, Tensor]:
+    cls = TORCHVISION[cfg.name]
+    root = str(data_root(cfg))
+    try:
+        ds = cls(root, train=train, download=False)
+    except RuntimeError:
+        if not cfg.download or cfg.name is Dataset.mnist:
+            raise DataError(
+                f"data.name={cfg.name.name}: not found in {raw_dir(cfg)}; put the four "
+                f"*-ubyte.gz files there, or set data.root to a folder with {cls.__name__}/raw/"
+            ) from None
+        try:
+            ds = cls(root, train=train, download=True)
+        except Exception as err:  # torchvision raises bare RuntimeError/URLError offline
+            raise DataError(
+                f"data.name={cfg.name.name}: not in {raw_dir(cfg)} and the download failed "
+                f"({type(err).__name__}); put the four *-ubyte.gz files there, "
+                f"or set data.root to a folder with {cls.__name__}/raw/"
+            ) from None
+    return ds.data, ds.targets
+
+
+def _synthetic(cfg: DataConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Ten Gaussian blobs in 784 dimensions: offline, fast, and learnable in a few steps.
+
+    The generator's seed is fixed, not the run's, so every run of a sweep sees the same data.
+    """
+    gen = torch.Generator().manual_seed(20230718)
+    centers = 0.3 * torch.randn(10, 784, generator=gen)
+    n = cfg.n_train + cfg.n_test
+    y = torch.randint(0, 10, (n,), generator=gen)
+    x = centers[y] + torch.randn(n, 784, generator=gen)
+    return x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
+
+
+def _to_features(images: Tensor, cfg: DataConfig) -> Tensor:
+    x = images.reshape(len(images), -1).float().div_(255.0)
+    if cfg.normalize:
+        mean, std = STATS[cfg.name]
+        x = x.sub_(mean).div_(std)
+    return x
+
+
+def load_data(cfg: DataConfig, device: torch.device) -> Data:
+    """The configured dataset as float features and int64 labels, held whole on `device`."""
+    if cfg.name is Dataset.synthetic:
+        x_train, y_train, x_test, y_test = _synthetic(cfg)
+    else:
+        prepare_raw(cfg)
+        images, y_train = _load_torchvision(cfg, train=True)
+        x_train = _to_features(images, cfg)
+        images, y_test = _load_torchvision(cfg, train=False)
+        x_test = _to_features(images, cfg)
+    x_train, y_train = x_train[: cfg.limit_train], y_train[: cfg.limit_train]
+    x_test, y_test = x_test[: cfg.limit_test], y_test[: cfg.limit_test]
+    return Data(
+        x_train=x_train.contiguous().to(device),
+        y_train=y_train.long().to(device),
+        x_test=x_test.contiguous().to(device),
+        y_test=y_test.long().to(device),
+        num_classes=10,
+    )
+
+
+def batch_indices(
+    n: int, batch_size: int, generator: torch.Generator, device: torch.device
+) -> tuple[Tensor, ...]:
+    """One epoch's shuffled mini-batches as index tensors on `device`; the last may be short.
+
+    The permutation is drawn on the CPU so the batch order depends only on the seed, not on
+    the device.
+    """
+    return torch.randperm(n, generator=generator).to(device).split(batch_size)

@@ -1,0 +1,21 @@
+"""Errors a user can act on: each message is one line naming the key, the value and the choices."""
+
+
+class MlpSweepError(Exception):
+    """Base of every error mlp_sweep reports as one line instead of a traceback."""
+
+
+class ConfigError(MlpSweepError):
+    """A config value that composes but makes no sense (lr <= 0, hidden width 0, ...)."""
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!s}: {allowed}")
+
+
+class DeviceError(ConfigError):
+    """`device=` names no device, or one this machine does not have."""
+
+
+class DataError(MlpSweepError):
+    """A dataset that is missing, truncated or corrupted."""

@@ -1,0 +1,123 @@
+"""One run's record on disk: metrics.json and history.csv, each written atomically.
+
+Atomic means temp file in the same folder, fsync, then os.replace: a reader, or a kill at any
+instant, sees the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+SCHEMA_VERSION = 1
+# Statuses a record can carry; a summary adds "incomplete" and "unreadable" for broken folders.
+FINISHED = ("ok", "diverged")
+PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "numpy", "mlp-sweep")
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that no reader ever sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(value: Any) -> Any:
+    # JSON has no NaN/inf; a diverged run's losses are written as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, obj: Mapping[str, Any]) -> None:
+    text = json.dumps(_json_safe(dict(obj)), indent=2, sort_keys=False, allow_nan=False)
+    write_bytes_atomic(path, (text + "\n").encode())
+
+
+def write_csv_atomic(path: Path, rows: Iterable[Mapping[str, Any]], columns: list[str]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_bytes_atomic(path, buf.getvalue().encode())
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's metrics.json. Raises OSError or ValueError if it is missing or torn."""
+    record = json.loads((run_dir / METRICS_FILE).read_text())
+    if not isinstance(record, dict) or "status" not in record:
+        raise ValueError(f"{run_dir / METRICS_FILE} is not an mlp_sweep record")
+    return record
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def git_state(where: Path | None = None) -> dict[str, Any]:
+    """Commit and dirtiness of the checkout holding this package, or nulls outside git."""
+    where = where or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def environment() -> dict[str, Any]:
+    """Where and with what a run ran: enough to reproduce it from its own folder."""
+    return {
+        "versions": versions(),
+        "git": git_state(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+    }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
