@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchvision import datasets
 
 from mlp_sweep.config import DataConfig, Dataset
 from mlp_sweep.errors import DataError
@@ -23,10 +22,12 @@ from mlp_sweep.errors import DataError
 # The project's own copy of MNIST lives in <checkout>/data/MNIST/raw.
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
+# torchvision's dataset class for each; also the folder name under data.root. Imported only
+# when loading: torchvision takes over a second to import, and config checks need none of it.
 TORCHVISION = {
-    Dataset.mnist: datasets.MNIST,
-    Dataset.fashion_mnist: datasets.FashionMNIST,
-    Dataset.kmnist: datasets.KMNIST,
+    Dataset.mnist: "MNIST",
+    Dataset.fashion_mnist: "FashionMNIST",
+    Dataset.kmnist: "KMNIST",
 }
 
 # Pixel mean and std of each training set after scaling to [0, 1]; MNIST's are the tutorial's.
@@ -65,7 +66,7 @@ def data_root(cfg: DataConfig) -> Path:
 
 
 def raw_dir(cfg: DataConfig) -> Path:
-    return data_root(cfg) / TORCHVISION[cfg.name].__name__ / "raw"
+    return data_root(cfg) / TORCHVISION[cfg.name] / "raw"
 
 
 def _md5(path: Path) -> str:
@@ -124,7 +125,9 @@ def prepare_raw(cfg: DataConfig) -> Path:
 
 
 def _load_torchvision(cfg: DataConfig, train: bool) -> tuple[Tensor, Tensor]:
-    cls = TORCHVISION[cfg.name]
+    from torchvision import datasets
+
+    cls = getattr(datasets, TORCHVISION[cfg.name])
     root = str(data_root(cfg))
     try:
         ds = cls(root, train=train, download=False)

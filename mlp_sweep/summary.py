@@ -92,12 +92,11 @@ def load_row(job_dir: Path) -> tuple[dict[str, Any], list[str]]:
     if row["status"] == "running":
         row["status"], row["error"] = "incomplete", row.get("error") or "run did not finish"
     row["_params"] = record.get("params") or {}
-    row["_job_num"] = record.get("job_num")
     return row, record.get("overrides") or _job_overrides(job_dir)
 
 
 def build_summary(sweep_dir: Path) -> pd.DataFrame:
-    """One row per job folder, ordered by job number: override columns, then metrics."""
+    """One row per job folder, ordered by job number: swept keys, then metrics."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise SummaryError(f"{sweep_dir}: no such folder")
@@ -118,12 +117,13 @@ def build_summary(sweep_dir: Path) -> pd.DataFrame:
             f"{sweep_dir}: no runs found (no job folders with .hydra/ or {METRICS_FILE})"
         )
     frame = pd.DataFrame(rows)
-    if "_job_num" in frame:
-        frame = frame.drop(columns="_job_num")
     for column in METRIC_COLUMNS:
         if column not in frame:
             frame[column] = None
-    return frame[keys + METRIC_COLUMNS]
+    # The swept keys are those whose value differs between jobs; overrides common to every job
+    # (data.limit_train=2000, say) stay in each run's metrics.json rather than in the table.
+    swept = [key for key in keys if frame[key].astype(str).nunique(dropna=False) > 1]
+    return frame[swept + METRIC_COLUMNS]
 
 
 def override_keys(frame: pd.DataFrame) -> list[str]:

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from mlp_sweep.config import Config, register_configs
+from mlp_sweep.preflight import CONF_DIR, to_config
+
+ROOT = Path(__file__).resolve().parent.parent
+register_configs()
+
+# Small enough for a few seconds a run on 2 cores, big enough to learn something.
+QUICK = [
+    "data.limit_train=2000",
+    "data.limit_test=500",
+    "trainer.epochs=2",
+    "trainer.batch_size=50",
+    "optim.lr=0.1",
+]
+
+
+@pytest.fixture
+def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield lambda *overrides: compose("config", list(overrides))
+
+
+@pytest.fixture
+def typed_cfg(compose_cfg: Callable[..., DictConfig]) -> Callable[..., Config]:
+    return lambda *overrides: to_config(compose_cfg(*overrides))
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `python -m <module> args...` as a user would, in tmp_path, and capture its output."""
+
+    def run(
+        *args: str,
+        module: str = "mlp_sweep",
+        cwd: Path | None = None,
+        timeout: float = 240,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=cwd or tmp_path,
+            env={**cli_env(), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

@@ -1,0 +1,73 @@
+"""Every config group composes into the typed schema; bad values fail at composition."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from mlp_sweep.config import Activation, Config, Impl, Init, Loss, Optimizer, validate
+from mlp_sweep.preflight import CONF_DIR
+
+GROUPS = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml")) for g in ("optim", "data")}
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def test_groups_are_the_documented_ones() -> None:
+    assert GROUPS == {
+        "optim": ["adam", "sgd"],
+        "data": ["fashion_mnist", "kmnist", "mnist", "synthetic"],
+    }
+    assert EXPERIMENTS == ["tutorial", "tutorial_lowlevel"]
+
+
+@pytest.mark.parametrize(
+    "optim,data", itertools.product(GROUPS["optim"], GROUPS["data"]), ids=lambda v: str(v)
+)
+def test_every_group_choice_composes(typed_cfg, optim: str, data: str) -> None:
+    cfg = typed_cfg(f"optim={optim}", f"data={data}")
+    assert isinstance(cfg, Config)
+    assert cfg.optim.name is Optimizer[optim]
+    assert cfg.data.name.name == data
+    validate(cfg)
+
+
+def test_defaults_are_the_tutorials_training_setup(typed_cfg) -> None:
+    cfg = typed_cfg()
+    assert (cfg.model.act, cfg.model.init, cfg.model.hidden) == (
+        Activation.relu,
+        Init.default,
+        [200, 200],
+    )
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum) == (Optimizer.sgd, 0.01, 0.0)
+    assert (cfg.trainer.epochs, cfg.trainer.batch_size) == (10, 200)
+    assert (cfg.loss, cfg.seed, cfg.device, cfg.model.output_act) == (Loss.ce, 0, "auto", False)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiments_reproduce_the_tutorial(typed_cfg, experiment: str) -> None:
+    cfg = typed_cfg(f"experiment={experiment}")
+    assert cfg.model.output_act is True  # the tutorial's ReLU on the logits
+    assert (cfg.optim.lr, cfg.trainer.epochs, cfg.trainer.batch_size) == (0.01, 10, 200)
+    expected = (
+        (Impl.functional, Init.kaiming_normal)
+        if "lowlevel" in experiment
+        else (Impl.module, Init.default)
+    )
+    assert (cfg.model.impl, cfg.model.init) == expected
+
+
+def test_overrides_reach_the_typed_config(typed_cfg) -> None:
+    cfg = typed_cfg(
+        "model.act=selu",
+        "model.init=lecun_normal",
+        "model.hidden=[]",
+        "optim=adam",
+        "optim.lr=0.003",
+        "seed=7",
+        "device=cpu",
+        "loss=mse",
+    )
+    assert cfg.model.act is Activation.selu and cfg.model.hidden == []
+    assert cfg.optim.name is Optimizer.adam and cfg.optim.lr == 0.003
+    assert (cfg.seed, cfg.device, cfg.loss) == (7, "cpu", Loss.mse)

@@ -1,0 +1,110 @@
+"""Bad input fails before any training: one line naming key, value and choices; exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlp_sweep import cli
+
+BAD = {
+    "unknown activation": (
+        ["model.act=bogus"],
+        ["model.act", "bogus", "relu, leaky, selu, softplus"],
+    ),
+    "unknown init": (
+        ["model.init=bogus"],
+        ["model.init", "bogus", "kaiming_normal", "lecun_normal"],
+    ),
+    "unknown optimizer": (["optim=bogus"], ["optim=bogus", "adam, sgd"]),
+    "unknown dataset": (["data=bogus"], ["data=bogus", "mnist", "synthetic"]),
+    "unknown key": (["model.actt=relu"], ["model.actt", "act, init, hidden"]),
+    "lr not a number": (["optim.lr=abc"], ["optim.lr", "'abc'", "Float"]),
+    "lr negative": (["optim.lr=-1"], ["optim.lr=-1", "> 0"]),
+    "zero epochs": (["trainer.epochs=0"], ["trainer.epochs=0", ">= 1"]),
+    "zero batch size": (["trainer.batch_size=0"], ["trainer.batch_size=0", ">= 1"]),
+    "zero-width layer": (["model.hidden=[0]"], ["model.hidden=[0]", ">= 1"]),
+    "not a device": (["device=banana"], ["device=banana", "auto, cpu, cuda, cuda:N, mps"]),
+    "adam with momentum": (["optim=adam", "optim.momentum=0.9"], ["optim.momentum", "sgd"]),
+    "bad value in one job of a sweep": (["-m", "optim.lr=0.1,-1"], ["optim.lr=-1", "> 0"]),
+    "bad choice in one job of a sweep": (
+        ["-m", "model.act=relu,bogus"],
+        ["model.act", "bogus", "relu"],
+    ),
+}
+
+
+def run_main(monkeypatch, capsys, argv: list[str]) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["mlp_sweep", *argv])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    return int(exit_info.value.code or 0), capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,expected", BAD.values(), ids=BAD.keys())
+def test_bad_input_is_one_line_before_training(
+    monkeypatch, capsys, tmp_path: Path, argv: list[str], expected: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(monkeypatch, capsys, argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mlp_sweep: error: ")
+    for fragment in expected:
+        assert fragment in lines[0]
+    assert not (tmp_path / "outputs").exists()  # nothing ran, nothing was written
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:7", "mps"])
+def test_unavailable_device_names_what_is_available(monkeypatch, capsys, tmp_path, device) -> None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has the device")
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(monkeypatch, capsys, [f"device={device}"])
+    assert code == 2
+    assert err.count("\n") == 1
+    assert f"device={device}" in err and "available here: auto, cpu" in err
+
+
+def test_data_root_without_mnist(monkeypatch, capsys, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(monkeypatch, capsys, [f"data.root={tmp_path}"])
+    assert code == 2 and err.count("\n") == 1
+    assert f"data.root={tmp_path}" in err and "MNIST not found" in err
+
+
+def test_real_process_exit_code_and_no_traceback(run_cli) -> None:
+    result = run_cli("model.act=bogus")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "mlp_sweep: error: model.act: Invalid value 'bogus', expected one of "
+        "[relu, leaky, selu, softplus, tanh, sigmoid, elu, gelu, silu]"
+    ]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_device_cuda_without_gpu_in_a_real_process(run_cli) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: device=cuda is valid here")
+    result = run_cli("-m", "device=cuda", "model.act=relu,selu")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "mlp_sweep: error: device=cuda: CUDA is not available on this machine; "
+        "available here: auto, cpu"
+    ]
+
+
+def test_full_error_gives_the_traceback(run_cli) -> None:
+    result = run_cli("optim.lr=-1", env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "ConfigError" in result.stderr

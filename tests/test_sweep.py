@@ -1,0 +1,111 @@
+"""The real entry point, as a user runs it: multiruns into tmp_path, read back with pandas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import QUICK
+
+from mlp_sweep.summary import METRIC_COLUMNS
+
+ACTS = ["relu", "leaky", "selu", "softplus"]
+
+
+def test_activation_sweep_writes_a_four_row_summary(run_cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "acts"
+    result = run_cli(
+        "-m", "model.act=" + ",".join(ACTS), *QUICK, "device=cpu", f"hydra.sweep.dir={sweep}"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert list(frame.columns) == ["model.act", *METRIC_COLUMNS]
+    assert frame["model.act"].tolist() == ACTS
+    assert frame["status"].tolist() == ["ok"] * 4
+    assert frame["device"].tolist() == ["cpu"] * 4
+    assert frame["epochs_done"].tolist() == [2] * 4
+    assert frame["test_acc"].between(0.5, 1.0).all(), frame["test_acc"]  # 2000 samples, 80 steps
+    assert (frame["best_test_acc"] >= frame["test_acc"]).all()
+    assert frame["train_seconds"].gt(0).all()
+    # The table is printed too, and every run's own folder holds its record and history.
+    assert "softplus" in result.stdout and str(sweep / "summary.csv") in result.stdout
+    for num, run_dir in enumerate(frame["run_dir"]):
+        assert Path(run_dir) == sweep / str(num)
+        record = json.loads((Path(run_dir) / "metrics.json").read_text())
+        assert record["params"]["model.act"] == ACTS[num]
+        assert record["params"]["data.limit_train"] == 2000
+        assert record["test_acc"] == pytest.approx(frame["test_acc"][num])
+        assert record["versions"]["torch"] and "commit" in record["git"]
+        history = pd.read_csv(Path(run_dir) / "history.csv")
+        assert history["epoch"].tolist() == [1, 2]
+        assert history["test_acc"].iloc[-1] == pytest.approx(record["test_acc"])
+        assert (Path(run_dir) / ".hydra" / "config.yaml").exists()
+
+
+def test_seed_sweep_adds_mean_and_std_per_configuration(run_cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "seeds"
+    result = run_cli(
+        "-m",
+        "model.act=relu,selu",
+        "seed=0,1",
+        "data=synthetic",
+        "data.n_train=500",
+        "trainer.epochs=1",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert list(frame.columns) == ["model.act", *METRIC_COLUMNS]
+    assert frame["seed"].tolist() == [0, 1, 0, 1]
+    by_config = pd.read_csv(sweep / "summary_by_config.csv")
+    assert by_config["model.act"].tolist() == ["relu", "selu"]
+    assert by_config["n_runs"].tolist() == [2, 2]
+    relu = frame[frame["model.act"] == "relu"]["test_acc"]
+    assert by_config["test_acc_mean"][0] == pytest.approx(relu.mean())
+    assert by_config["test_acc_std"][0] == pytest.approx(relu.std())
+
+
+def test_single_run_on_cpu(run_cli, tmp_path: Path) -> None:
+    result = run_cli("device=cpu", "data=synthetic", "trainer.epochs=2", "hydra.run.dir=one")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert record["status"] == "ok" and record["device"] == "cpu"
+    assert record["epochs_done"] == 2 and record["job_num"] is None
+    assert result.stdout.splitlines()[-1].startswith("ok: test_acc")
+
+
+def test_default_folders_land_in_outputs_and_never_collide(run_cli, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    args = [
+        sys.executable,
+        "-m",
+        "mlp_sweep",
+        "-m",
+        "data=synthetic",
+        "data.n_train=200",
+        "trainer.epochs=1",
+        "seed=0,1",
+    ]
+    procs = [
+        subprocess.Popen(
+            args,
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=240) == 0, proc.stderr.read() if proc.stderr else ""
+    sweeps = sorted((tmp_path / "outputs" / "sweeps").iterdir())
+    assert len(sweeps) == 2
+    for sweep in sweeps:
+        assert len(pd.read_csv(sweep / "summary.csv")) == 2
