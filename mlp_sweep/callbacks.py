@@ -24,5 +24,6 @@ class SummaryCallback(Callback):
             # SystemExit passes through Hydra's error reporting: one line and a non-zero exit.
             raise SystemExit(
                 f"mlp_sweep: {failed} of {len(frame)} runs failed or did not finish; "
-                f"see the status and error columns of {sweep_dir / SUMMARY_FILE}"
+                f"see the status and error columns of {sweep_dir / SUMMARY_FILE}; "
+                f"retry them with: python -m mlp_sweep --resume {sweep_dir}"
             )

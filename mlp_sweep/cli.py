@@ -2,11 +2,15 @@
 
 The check composes each job of a sweep up front, so a bad value anywhere fails before any
 training with one line naming the key, the value and the valid choices.
+
+`python -m mlp_sweep --resume DIR` re-runs the sweep saved in DIR (its multirun.yaml) into
+DIR: finished runs are skipped, the rest run or continue from their checkpoints.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -17,9 +21,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mlp_sweep.config import register_configs
-from mlp_sweep.errors import MlpSweepError
+from mlp_sweep.errors import ConfigError, MlpSweepError
 from mlp_sweep.preflight import CONF_DIR, error_line, preflight, to_config
-from mlp_sweep.runner import JobInfo, run
+from mlp_sweep.record import FINISHED
+from mlp_sweep.runner import ConfigMismatch, JobInfo, run
+
+# Hydra options that are not overrides; the saved ones must not be replayed by --resume.
+NOT_REPLAYED = ("hydra.sweep.dir=", "hydra.mode=")
 
 
 # An absolute path: Hydra would read "../conf" as a Python package when started as a console
@@ -31,7 +39,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
         num=OmegaConf.select(cast(DictConfig, hc), "job.num", default=None),  # unset in a run
         overrides=list(hc.overrides.task),
     )
-    record = run(to_config(cfg), Path(hc.runtime.output_dir), job)
+    try:
+        record = run(to_config(cfg), Path(hc.runtime.output_dir), job)
+    except ConfigMismatch as err:  # preflight catches this first; a custom subdir may not
+        raise SystemExit(f"mlp_sweep: error: {err}") from None
     if hc.mode == RunMode.RUN:
         print(
             f"{record['status']}: test_acc {record['test_acc']}, test_loss {record['test_loss']}, "
@@ -45,10 +56,32 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return acc
 
 
+def _quote(value: str) -> str:
+    return value if re.fullmatch(r"[\w/.\-:~]+", value) else "'" + value.replace("'", "\\'") + "'"
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """`--resume DIR [overrides...]` -> the command line that made DIR, pointed at DIR."""
+    if "--resume" not in argv:
+        return argv
+    at = argv.index("--resume")
+    if at + 1 >= len(argv):
+        raise ConfigError("--resume", "", "give the sweep folder to resume")
+    folder, extra = Path(argv[at + 1]), argv[:at] + argv[at + 2 :]
+    saved = folder / "multirun.yaml"
+    if not saved.is_file():
+        raise ConfigError("--resume", folder, f"not a sweep folder (no {saved})")
+    overrides = OmegaConf.load(saved).hydra.overrides
+    hydra_args = [o for o in overrides.hydra if not str(o).startswith(NOT_REPLAYED)]
+    extra = [a for a in extra if a not in ("-m", "--multirun")]
+    return ["-m", *hydra_args, *overrides.task, f"hydra.sweep.dir={_quote(str(folder))}", *extra]
+
+
 def main() -> None:
     register_configs()
     try:
-        preflight(sys.argv[1:])
+        argv = resume_argv(sys.argv[1:])
+        prior = preflight(argv)
     except Exception as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -56,6 +89,14 @@ def main() -> None:
             raise
         print(f"mlp_sweep: error: {error_line(err)}", file=sys.stderr)
         sys.exit(2)
+    finished = sum(status in FINISHED for status in prior)
+    if finished:
+        print(
+            f"mlp_sweep: resuming: {finished} of {len(prior)} runs already finished there and "
+            f"are skipped; {len(prior) - finished} to run",
+            flush=True,
+        )
+    sys.argv = [sys.argv[0], *argv]
     hydra_main()
 
 

@@ -8,7 +8,7 @@ the first run trains rather than after it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -19,10 +19,11 @@ from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from mlp_sweep.config import Config, Dataset, validate
-from mlp_sweep.data import prepare_raw
+from mlp_sweep.config import Config, DataConfig, Dataset, validate
+from mlp_sweep.data import IDX_FILES, data_root, prepare_raw
 from mlp_sweep.device import resolve_device
-from mlp_sweep.errors import MlpSweepError
+from mlp_sweep.errors import DataError, MlpSweepError
+from mlp_sweep.runner import prior_record
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -37,50 +38,83 @@ def to_config(cfg: DictConfig) -> Config:
     return typed
 
 
-def job_overrides(config_name: str, overrides: list[str], multirun: bool) -> Iterator[list[str]]:
-    """The override list of every job the command will launch, as Hydra's basic sweeper
-    expands them (the config's hydra.sweeper.params grid, then the command line's)."""
-    if not multirun:
-        yield overrides
-        return
+@dataclass
+class Job:
+    overrides: list[str]
+    # The folder Hydra will give the job, where it can be known before launch (the default
+    # subdir, the job number); None where a custom subdir makes it unknowable here.
+    run_dir: Path | None
+
+
+def plan(config_name: str, overrides: list[str], multirun: bool) -> list[Job]:
+    """Every job the command will launch, as Hydra's basic sweeper expands them (the config's
+    hydra.sweeper.params grid, then the command line's)."""
     parser = OverridesParser.create()
-    fixed = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
-    base = compose(config_name, [o for o in fixed if o is not None], return_hydra_config=True)
+    parsed = parser.parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]
+    base = compose(config_name, fixed if multirun else overrides, return_hydra_config=True)
+    if not multirun:
+        return [Job(overrides, Path(base.hydra.run.dir))]
     if base.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
-        yield [o for o in fixed if o is not None]  # other sweepers choose values as they go
-        return
+        return [Job(fixed, None)]  # other sweepers choose their values as they go
     params = base.hydra.sweeper.get("params") or {}
     grid = [f"{key}={value}" for key, value in params.items()] + overrides
-    for batch in BasicSweeper.split_arguments(parser.parse_overrides(grid), None):
-        yield from batch
+    sweep_dir = Path(base.hydra.sweep.dir)
+    raw = OmegaConf.to_container(base.hydra.sweep, resolve=False)
+    by_number = isinstance(raw, dict) and raw.get("subdir") == "${hydra.job.num}"
+    jobs = [
+        job
+        for batch in BasicSweeper.split_arguments(parser.parse_overrides(grid), None)
+        for job in batch
+    ]
+    return [Job(job, sweep_dir / str(num) if by_number else None) for num, job in enumerate(jobs)]
 
 
-def check_job(cfg: Config, data_checked: set[tuple[str, str]]) -> None:
+def check_data(cfg: DataConfig, checked: set[tuple[str, str]]) -> None:
+    """Data problems known before training: MNIST files missing or damaged, another dataset
+    missing where it may not be downloaded. Each (dataset, root) is checked once."""
+    key = (cfg.name.name, str(cfg.root))
+    if cfg.name is Dataset.synthetic or key in checked:
+        return
+    folder = prepare_raw(cfg)
+    if cfg.name is not Dataset.mnist and not cfg.download:
+        missing = [name for name in IDX_FILES if not (folder / name).exists()]
+        if missing:
+            raise DataError(
+                f"data.root={data_root(cfg)}: {cfg.name.name} not found in {folder} and "
+                f"data.download=false; put the four *-ubyte.gz files there"
+            )
+    checked.add(key)
+
+
+def check_job(cfg: Config, run_dir: Path | None, checked: set[tuple[str, str]]) -> str | None:
+    """Every check a run would fail on, before any run starts. Returns the status of an
+    earlier run of this config in run_dir (None if there is none)."""
     validate(cfg)
     resolve_device(cfg.device)
-    if cfg.data.name is Dataset.mnist:
-        key = (cfg.data.name.name, str(cfg.data.root))
-        if key not in data_checked:
-            prepare_raw(cfg.data)
-            data_checked.add(key)
+    check_data(cfg.data, checked)
+    if run_dir is None or not run_dir.exists():
+        return None
+    prior = prior_record(run_dir, cfg)  # raises ConfigMismatch
+    return prior.get("status") if prior else None
 
 
-def preflight(argv: list[str]) -> int:
-    """Compose and check every job the command line asks for. Returns the number of jobs.
+def preflight(argv: list[str]) -> list[str | None]:
+    """Compose and check every job the command line asks for, before any trains.
 
-    Raises MlpSweepError or Hydra's/OmegaConf's own composition error for the first bad job.
+    Returns, per job, the status of an earlier run in its folder (None: a fresh job). Raises
+    MlpSweepError, or Hydra's/OmegaConf's own composition error, for the first bad job.
     """
     args, _ = get_args_parser().parse_known_args(argv)
     if any(getattr(args, flag, None) for flag in INFO_FLAGS) or args.config_dir or args.config_path:
-        return 0
+        return []
     config_name = args.config_name or "config"
-    data_checked: set[tuple[str, str]] = set()
-    count = 0
+    checked: set[tuple[str, str]] = set()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="mlp_sweep"):
-        for overrides in job_overrides(config_name, list(args.overrides), bool(args.multirun)):
-            check_job(to_config(compose(config_name, overrides)), data_checked)
-            count += 1
-    return count
+        return [
+            check_job(to_config(compose(config_name, job.overrides)), job.run_dir, checked)
+            for job in plan(config_name, list(args.overrides), bool(args.multirun))
+        ]
 
 
 def _schema_keys(full_key: str) -> list[str]:

@@ -23,10 +23,20 @@ from typing import Any
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
+CHECKPOINT_FILE = "checkpoint.pt"
 SCHEMA_VERSION = 1
 # Statuses a record can carry; a summary adds "incomplete" and "unreadable" for broken folders.
 FINISHED = ("ok", "diverged")
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "numpy", "mlp-sweep")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -34,6 +44,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -66,6 +77,25 @@ def write_csv_atomic(path: Path, rows: Iterable[Mapping[str, Any]], columns: lis
     writer.writeheader()
     writer.writerows(rows)
     write_bytes_atomic(path, buf.getvalue().encode())
+
+
+def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
+    """torch.save, atomically. `state` holds only tensors and plain Python values."""
+    import torch  # here, not at the top: summaries and the writers need no torch
+
+    buf = io.BytesIO()
+    torch.save(dict(state), buf)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint back on the CPU; weights_only=True never unpickles arbitrary objects."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not an mlp_sweep checkpoint")
+    return state
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:

@@ -1,14 +1,22 @@
 """One run, start to finish: seed, data, model, training, and its record in its own folder.
 
-Callable without Hydra: `run(Config(), Path("somewhere"))`. A run that raises is recorded as
-`failed` with the error's one-line message instead of propagating, so one bad configuration
-cannot sink a sweep or cost it its summary.
+Callable without Hydra: `run(Config(), Path("somewhere"))`. Three promises:
+
+- A run that raises is recorded as `failed` with the error's one-line message instead of
+  propagating, so one bad configuration cannot sink a sweep or cost it its summary.
+- A folder whose record says the run finished (`ok` or `diverged`) with the same config is
+  left alone: the run is skipped. A different config for that folder is refused
+  (ConfigMismatch) before anything in it is touched.
+- An unfinished run continues from its last checkpoint, and on CPU ends with the same numbers
+  as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +28,18 @@ from mlp_sweep.config import Config, flatten, validate
 from mlp_sweep.data import load_data
 from mlp_sweep.device import resolve_device
 from mlp_sweep.errors import MlpSweepError
-from mlp_sweep.model import build_mlp
+from mlp_sweep.model import Model, build_mlp
 from mlp_sweep.record import (
+    CHECKPOINT_FILE,
+    FINISHED,
     HISTORY_FILE,
     METRICS_FILE,
     SCHEMA_VERSION,
     environment,
+    load_checkpoint,
     now_iso,
+    read_metrics,
+    save_checkpoint,
     write_csv_atomic,
     write_json_atomic,
 )
@@ -35,6 +48,10 @@ from mlp_sweep.train import EpochStats, History, fit, make_optimizer
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
+
+
+class ConfigMismatch(MlpSweepError):
+    """A run folder that holds a run of another config: refused, never overwritten."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,43 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {message}" if message else type(err).__name__
 
 
+def run_params(cfg: Config) -> dict[str, Any]:
+    """The flat, dotted config as it reads back from metrics.json, for comparisons."""
+    params: dict[str, Any] = json.loads(json.dumps(flatten(dataclasses.asdict(cfg))))
+    return params
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    shown = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:3])
+    return shown + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+
+
+def prior_record(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
+    """What run_dir already holds for this config: its record, or None for a fresh folder.
+
+    Raises ConfigMismatch when the record or checkpoint there belongs to another config.
+    A torn or foreign metrics.json is no finished result, so it does not block a re-run.
+    """
+    params = run_params(cfg)
+    try:
+        record: dict[str, Any] | None = read_metrics(run_dir)
+    except (OSError, ValueError):
+        record = None
+    old = record.get("params") if record else None
+    if old is None and (run_dir / CHECKPOINT_FILE).exists():
+        try:
+            old = json.loads(load_checkpoint(run_dir / CHECKPOINT_FILE)["params"])
+        except (OSError, ValueError, KeyError, RuntimeError):
+            old = None
+    if old is not None and old != params:
+        raise ConfigMismatch(
+            f"{run_dir} holds a run of another config ({_differences(old, params)}); "
+            "choose a new folder (hydra.sweep.dir / hydra.run.dir) or delete that one"
+        )
+    return record
+
+
 class RunRecord:
     """metrics.json for one run, rewritten atomically as the run moves on."""
 
@@ -68,7 +122,7 @@ class RunRecord:
             "seed": cfg.seed,
             "device_requested": cfg.device,
             "device": None,
-            "params": flatten(dataclasses.asdict(cfg)),
+            "params": run_params(cfg),
             "test_acc": None,
             "test_loss": None,
             "train_loss": None,
@@ -76,9 +130,10 @@ class RunRecord:
             "best_epoch": None,
             "epochs_done": 0,
             "train_seconds": 0.0,
+            "resumed_from_epoch": None,
             "started_at": now_iso(),
             "finished_at": None,
-            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "deterministic": None,
             "torch_threads": torch.get_num_threads(),
             **environment(),
         }
@@ -87,7 +142,9 @@ class RunRecord:
         self.fields.update(values)
         write_json_atomic(self.path, self.fields)
 
-    def epoch_done(self, history: History) -> None:
+    def epochs_done(self, history: History) -> None:
+        if not history.epochs:
+            return
         last, best = history.epochs[-1], history.best
         write_csv_atomic(self.history_path, (e.as_dict() for e in history.epochs), HISTORY_COLUMNS)
         self.update(
@@ -101,15 +158,64 @@ class RunRecord:
         )
 
 
+def _checkpoint_state(
+    cfg: Config,
+    model: Model,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    history: History,
+) -> dict[str, Any]:
+    return {
+        "params": json.dumps(run_params(cfg)),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": [e.as_dict() for e in history.epochs],
+        "status": history.status,
+    }
+
+
+def _restore(
+    state: dict[str, Any],
+    model: Model,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> History:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return History([EpochStats(**e) for e in state["history"]], status=state["status"])
+
+
+def _set_determinism(enabled: bool) -> None:
+    if enabled:
+        # cuBLAS needs this before its first use to be deterministic; harmless on CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled)
+
+
 def run(cfg: Config, run_dir: Path, job: JobInfo | None = None) -> dict[str, Any]:
-    """Train and record one configuration in run_dir. Returns the final metrics.json fields."""
+    """Train and record one configuration in run_dir. Returns the final metrics.json fields.
+
+    Skips a run that already finished there; resumes one that did not.
+    """
+    prior = prior_record(run_dir, cfg)  # ConfigMismatch propagates: nothing touched
+    if prior is not None and prior.get("status") in FINISHED:
+        log.info("%s: already finished (%s), skipped", run_dir, prior["status"])
+        return prior
     run_dir.mkdir(parents=True, exist_ok=True)
     record = RunRecord(cfg, run_dir, job or JobInfo())
     record.update()
+    checkpoint = run_dir / CHECKPOINT_FILE
     try:
         validate(cfg)
         device = resolve_device(cfg.device)
-        record.update(device=str(device))
+        _set_determinism(cfg.trainer.deterministic)
+        record.update(
+            device=str(device), deterministic=torch.are_deterministic_algorithms_enabled()
+        )
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
         tic = time.perf_counter()
@@ -124,6 +230,11 @@ def run(cfg: Config, run_dir: Path, job: JobInfo | None = None) -> dict[str, Any
         )
         model = build_mlp(cfg.model, data.num_features, data.num_classes, device)
         optimizer = make_optimizer(model.parameters(), cfg.optim)
+        history = History()
+        if cfg.trainer.checkpoint and checkpoint.exists():
+            history = _restore(load_checkpoint(checkpoint), model, optimizer, generator)
+            record.update(resumed_from_epoch=len(history.epochs))
+            log.info("resumed from %s after epoch %d", checkpoint, len(history.epochs))
 
         def on_epoch(history: History) -> None:
             e = history.epochs[-1]
@@ -136,9 +247,14 @@ def run(cfg: Config, run_dir: Path, job: JobInfo | None = None) -> dict[str, Any
                 e.test_acc,
                 e.seconds,
             )
-            record.epoch_done(history)
+            if cfg.trainer.checkpoint:
+                save_checkpoint(
+                    checkpoint, _checkpoint_state(cfg, model, optimizer, generator, history)
+                )
+            record.epochs_done(history)
 
-        history = fit(model, optimizer, data, cfg.trainer, cfg.loss, generator, on_epoch=on_epoch)
+        history = fit(model, optimizer, data, cfg.trainer, cfg.loss, generator, history, on_epoch)
+        record.epochs_done(history)  # also when a checkpoint held every epoch already
         status, error = history.status, None
         if status == "diverged":
             log.warning("run diverged at epoch %d: non-finite loss", len(history.epochs))

@@ -128,6 +128,8 @@ def fit(
     A history passed in (from a checkpoint) is continued from its last epoch.
     """
     history = history or History()
+    if history.status == "diverged":  # a checkpoint of a run that already blew up
+        return history
     loss_fn = LOSSES[loss]
     for epoch in range(len(history.epochs) + 1, cfg.epochs + 1):
         tic = time.perf_counter()

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from mlp_sweep import cli
+from mlp_sweep.config import DataConfig
+from mlp_sweep.data import DATA_DIR, IDX_FILES, prepare_raw
 
 BAD = {
     "unknown activation": (
@@ -108,3 +110,37 @@ def test_full_error_gives_the_traceback(run_cli) -> None:
     result = run_cli("optim.lr=-1", env={"HYDRA_FULL_ERROR": "1"})
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_dataset_missing_where_it_may_not_download(monkeypatch, capsys, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["data=kmnist", "data.download=false", f"data.root={tmp_path}"]
+    code, err = run_main(monkeypatch, capsys, argv)
+    assert code == 2 and err.count("\n") == 1
+    assert f"data.root={tmp_path}" in err and str(tmp_path / "KMNIST" / "raw") in err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted"])
+def test_damaged_mnist_file_fails_before_training(
+    monkeypatch, capsys, tmp_path: Path, damage: str
+) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    prepare_raw(DataConfig())
+    for name in IDX_FILES:
+        (raw / name).symlink_to(DATA_DIR / "MNIST" / "raw" / name)
+    images = raw / "t10k-images-idx3-ubyte"
+    data = bytearray(images.read_bytes())
+    images.unlink()
+    images.write_bytes(bytes(data[:-784]) if damage == "truncated" else bytes(data[:-1]) + b"\x01")
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(monkeypatch, capsys, [f"data.root={tmp_path}"])
+    assert code == 2 and err.count("\n") == 1
+    assert str(images) in err
+    assert ("7839232 bytes, expected 7840016" if damage == "truncated" else "md5") in err
+
+
+def test_logistic_regression_is_allowed(run_cli) -> None:
+    result = run_cli("model.hidden=[]", "data=synthetic", "trainer.epochs=1", "hydra.run.dir=lr")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1].startswith("ok: test_acc")
