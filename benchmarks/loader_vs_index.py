@@ -26,12 +26,15 @@ from mlp_sweep.train import LOSSES, make_optimizer, train_epoch
 def tutorial_epoch() -> float:
     loader = torch.utils.data.DataLoader(
         datasets.MNIST(
-            str(DATA_DIR), train=True, download=False,
+            str(DATA_DIR),
+            train=True,
+            download=False,
             transform=transforms.Compose(
                 [transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
             ),
         ),
-        batch_size=200, shuffle=True,
+        batch_size=200,
+        shuffle=True,
     )
     model = build_mlp(ModelConfig(), 784, 10)
     opt = make_optimizer(model.parameters(), OptimConfig())
@@ -49,8 +52,15 @@ def mlp_sweep_epoch() -> float:
     data = load_data(DataConfig(), torch.device("cpu"))  # loading counted, as a run pays it
     model = build_mlp(ModelConfig(), 784, 10)
     opt = make_optimizer(model.parameters(), OptimConfig())
-    train_epoch(model, opt, data.x_train, data.y_train, 200, LOSSES[next(iter(LOSSES))],
-                torch.Generator().manual_seed(0))
+    train_epoch(
+        model,
+        opt,
+        data.x_train,
+        data.y_train,
+        200,
+        LOSSES[next(iter(LOSSES))],
+        torch.Generator().manual_seed(0),
+    )
     return time.perf_counter() - tic
 
 

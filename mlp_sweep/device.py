@@ -27,7 +27,7 @@ def resolve_device(spec: str) -> torch.device:
     spec = str(spec).strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -39,7 +39,9 @@ def resolve_device(spec: str) -> torch.device:
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError("device", spec, f"CUDA is not available on this machine; {here}")
-        if index is not None and int(index) >= torch.cuda.device_count():
+        if index is None:  # record which GPU "cuda" meant
+            return torch.device("cuda", torch.cuda.current_device())
+        if int(index) >= torch.cuda.device_count():
             raise DeviceError("device", spec, f"no such GPU; {here}")
     elif kind == "mps":
         if not torch.backends.mps.is_available():

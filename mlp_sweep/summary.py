@@ -120,6 +120,8 @@ def build_summary(sweep_dir: Path) -> pd.DataFrame:
     for column in METRIC_COLUMNS:
         if column not in frame:
             frame[column] = None
+    for column in ("best_epoch", "epochs_done", "seed"):  # whole numbers, even beside blanks
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
     # The swept keys are those whose value differs between jobs; overrides common to every job
     # (data.limit_train=2000, say) stay in each run's metrics.json rather than in the table.
     swept = [key for key in keys if frame[key].astype(str).nunique(dropna=False) > 1]
@@ -170,12 +172,19 @@ def write_summary(sweep_dir: Path) -> pd.DataFrame:
 def format_table(frame: pd.DataFrame) -> str:
     """The summary as a terminal table: metrics rounded, the long run_dir and error left out."""
     shown = frame.drop(columns=["run_dir", "error"]).copy()
+    for column in override_keys(shown):  # 0.01 and 1e-12 both readable, not 1.000000e-02
+        if pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].map(lambda v: f"{v:g}")
     for column in ("test_acc", "best_test_acc"):
         shown[column] = pd.to_numeric(shown[column], errors="coerce").round(4)
     for column in ("test_loss", "train_loss"):
         shown[column] = pd.to_numeric(shown[column], errors="coerce").round(4)
     shown["train_seconds"] = pd.to_numeric(shown["train_seconds"], errors="coerce").round(1)
-    return shown.to_string(index=False)
+    lines = [shown.to_string(index=False)]
+    for run_dir, status, error in frame[["run_dir", "status", "error"]].itertuples(index=False):
+        if error and isinstance(error, str):
+            lines.append(f"{status} {run_dir}: {error}")
+    return "\n".join(lines)
 
 
 def count_failed(frame: pd.DataFrame) -> int:
