@@ -21,10 +21,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mlp_sweep.config import register_configs
-from mlp_sweep.errors import ConfigError, MlpSweepError
+from mlp_sweep.errors import ConfigError, ConfigMismatch, MlpSweepError
 from mlp_sweep.preflight import CONF_DIR, error_line, preflight, to_config
 from mlp_sweep.record import FINISHED
-from mlp_sweep.runner import ConfigMismatch, JobInfo, run
+from mlp_sweep.runner import JobInfo, run
 
 # Hydra options that are not overrides; the saved ones must not be replayed by --resume.
 NOT_REPLAYED = ("hydra.sweep.dir=", "hydra.mode=")

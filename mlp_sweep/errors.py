@@ -19,3 +19,7 @@ class DeviceError(ConfigError):
 
 class DataError(MlpSweepError):
     """A dataset that is missing, truncated or corrupted."""
+
+
+class ConfigMismatch(MlpSweepError):
+    """A run folder that holds a run of another config: refused, never overwritten."""

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch
 from mlp_sweep.config import Config, flatten, validate
 from mlp_sweep.data import load_data
 from mlp_sweep.device import resolve_device
-from mlp_sweep.errors import MlpSweepError
+from mlp_sweep.errors import ConfigMismatch, MlpSweepError
 from mlp_sweep.model import Model, build_mlp
 from mlp_sweep.record import (
     CHECKPOINT_FILE,
@@ -48,10 +49,6 @@ from mlp_sweep.train import EpochStats, History, fit, make_optimizer
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
-
-
-class ConfigMismatch(MlpSweepError):
-    """A run folder that holds a run of another config: refused, never overwritten."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +116,8 @@ class RunRecord:
             "error": None,
             "job_num": job.num,
             "overrides": list(job.overrides),
+            # Re-runs this configuration at git.commit (the seed is in the config).
+            "command": shlex.join(["python", "-m", "mlp_sweep", *job.overrides]),
             "seed": cfg.seed,
             "device_requested": cfg.device,
             "device": None,

@@ -109,3 +109,23 @@ def test_default_folders_land_in_outputs_and_never_collide(run_cli, tmp_path: Pa
     assert len(sweeps) == 2
     for sweep in sweeps:
         assert len(pd.read_csv(sweep / "summary.csv")) == 2
+
+
+def test_a_run_is_reproducible_from_its_own_folder(run_cli, tmp_path: Path) -> None:
+    import shlex
+
+    sweep = tmp_path / "repro"
+    args = ["model.act=relu,selu", "seed=3,4", "data=synthetic", "trainer.epochs=2"]
+    result = run_cli("-m", *args, f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((sweep / "3" / "metrics.json").read_text())
+    assert record["seed"] == 4 and record["params"]["model.act"] == "selu"
+    assert record["git"]["commit"] is None or len(record["git"]["commit"]) == 40
+    command = shlex.split(record["command"])
+    assert command[:3] == ["python", "-m", "mlp_sweep"]
+    again = run_cli(*command[3:], "hydra.run.dir=again")
+    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert rerun["params"] == record["params"]
+    for key in ("test_acc", "test_loss", "train_loss"):
+        assert rerun[key] == record[key], key
