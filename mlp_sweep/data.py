@@ -89,25 +89,7 @@ def _decompress(gz: Path, out: Path) -> None:
         raise DataError(f"data: cannot decompress {gz}: {err}") from err
 
 
-def prepare_raw(cfg: DataConfig) -> Path:
-    """Decompress shipped .gz files where needed and check what is there. Returns the raw dir.
-
-    For MNIST every file must match its canonical size and md5; other datasets are left to
-    torchvision, which may download them.
-    """
-    folder = raw_dir(cfg)
-    for name in IDX_FILES:
-        path, gz = folder / name, folder / f"{name}.gz"
-        if not path.exists() and gz.exists():
-            _decompress(gz, path)
-    if cfg.name is not Dataset.mnist:
-        return folder
-    missing = [name for name in MNIST_FILES if not (folder / name).exists()]
-    if missing:
-        raise DataError(
-            f"data.root={data_root(cfg)}: MNIST not found, expected {', '.join(missing)} "
-            f"(or the same names + .gz) in {folder}"
-        )
+def _check_mnist(cfg: DataConfig, folder: Path) -> None:
     for name, (size, md5) in MNIST_FILES.items():
         path = folder / name
         actual = path.stat().st_size
@@ -121,30 +103,54 @@ def prepare_raw(cfg: DataConfig) -> Path:
                 f"data.root={data_root(cfg)}: {path} fails its md5 check "
                 "(corrupted; replace it or delete it to re-extract from the .gz)"
             )
+
+
+def _download(cfg: DataConfig) -> None:
+    from torchvision import datasets
+
+    cls = getattr(datasets, TORCHVISION[cfg.name])
+    try:
+        for train in (True, False):
+            cls(str(data_root(cfg)), train=train, download=True)
+    except Exception as err:  # offline, torchvision raises RuntimeError or URLError
+        raise DataError(
+            f"data.root={data_root(cfg)}: {cfg.name.name} not in {raw_dir(cfg)} and the "
+            f"download failed ({type(err).__name__}); put the four *-ubyte.gz files there"
+        ) from None
+
+
+def prepare_raw(cfg: DataConfig) -> Path:
+    """Make the dataset's four raw files ready to load, or say in one line why they are not.
+
+    Shipped .gz files are decompressed; MNIST must match its canonical sizes and md5s (it is
+    never downloaded); another dataset missing here is downloaded by torchvision when
+    data.download allows. Returns the raw folder.
+    """
+    folder = raw_dir(cfg)
+    for name in IDX_FILES:
+        path, gz = folder / name, folder / f"{name}.gz"
+        if not path.exists() and gz.exists():
+            _decompress(gz, path)
+    missing = [name for name in IDX_FILES if not (folder / name).exists()]
+    if missing and cfg.name is not Dataset.mnist and cfg.download:
+        _download(cfg)
+        missing = [name for name in IDX_FILES if not (folder / name).exists()]
+    if missing:
+        raise DataError(
+            f"data.root={data_root(cfg)}: {cfg.name.name} not found, expected "
+            f"{', '.join(missing)} (or the same names + .gz) in {folder}"
+            + ("" if cfg.name is Dataset.mnist else "; data.download=false")
+        )
+    if cfg.name is Dataset.mnist:
+        _check_mnist(cfg, folder)
     return folder
 
 
 def _load_torchvision(cfg: DataConfig, train: bool) -> tuple[Tensor, Tensor]:
+    """One split through torchvision's own dataset class, from files prepare_raw readied."""
     from torchvision import datasets
 
-    cls = getattr(datasets, TORCHVISION[cfg.name])
-    root = str(data_root(cfg))
-    try:
-        ds = cls(root, train=train, download=False)
-    except RuntimeError:
-        if not cfg.download or cfg.name is Dataset.mnist:
-            raise DataError(
-                f"data.name={cfg.name.name}: not found in {raw_dir(cfg)}; put the four "
-                f"*-ubyte.gz files there, or set data.root to a folder with {cls.__name__}/raw/"
-            ) from None
-        try:
-            ds = cls(root, train=train, download=True)
-        except Exception as err:  # torchvision raises bare RuntimeError/URLError offline
-            raise DataError(
-                f"data.name={cfg.name.name}: not in {raw_dir(cfg)} and the download failed "
-                f"({type(err).__name__}); put the four *-ubyte.gz files there, "
-                f"or set data.root to a folder with {cls.__name__}/raw/"
-            ) from None
+    ds = getattr(datasets, TORCHVISION[cfg.name])(str(data_root(cfg)), train=train)
     return ds.data, ds.targets
 
 

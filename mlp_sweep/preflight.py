@@ -20,9 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from mlp_sweep.config import Config, DataConfig, Dataset, validate
-from mlp_sweep.data import IDX_FILES, data_root, prepare_raw
+from mlp_sweep.data import prepare_raw
 from mlp_sweep.device import resolve_device
-from mlp_sweep.errors import DataError, MlpSweepError
+from mlp_sweep.errors import MlpSweepError
 from mlp_sweep.runner import prior_record
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -71,20 +71,12 @@ def plan(config_name: str, overrides: list[str], multirun: bool) -> list[Job]:
 
 
 def check_data(cfg: DataConfig, checked: set[tuple[str, str]]) -> None:
-    """Data problems known before training: MNIST files missing or damaged, another dataset
-    missing where it may not be downloaded. Each (dataset, root) is checked once."""
+    """Data ready before any job starts: MNIST files present and intact, another dataset
+    downloaded here once rather than by every job at the same time."""
     key = (cfg.name.name, str(cfg.root))
-    if cfg.name is Dataset.synthetic or key in checked:
-        return
-    folder = prepare_raw(cfg)
-    if cfg.name is not Dataset.mnist and not cfg.download:
-        missing = [name for name in IDX_FILES if not (folder / name).exists()]
-        if missing:
-            raise DataError(
-                f"data.root={data_root(cfg)}: {cfg.name.name} not found in {folder} and "
-                f"data.download=false; put the four *-ubyte.gz files there"
-            )
-    checked.add(key)
+    if cfg.name is not Dataset.synthetic and key not in checked:
+        prepare_raw(cfg)
+        checked.add(key)
 
 
 def check_job(cfg: Config, run_dir: Path | None, checked: set[tuple[str, str]]) -> str | None:

@@ -82,8 +82,23 @@ def test_damaged_mnist_file_is_named(tmp_path: Path, damage: str) -> None:
 def test_missing_dataset_offline_says_where_to_put_it(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         load_data(DataConfig(name=Dataset.fashion_mnist, root=str(tmp_path), download=False), CPU)
-    assert str(tmp_path / "FashionMNIST" / "raw") in str(err.value)
-    assert "*-ubyte.gz" in str(err.value)
+    message = str(err.value)
+    assert str(tmp_path / "FashionMNIST" / "raw") in message and "\n" not in message
+    assert "train-images-idx3-ubyte" in message and "data.download=false" in message
+
+
+def test_failed_download_is_one_line_naming_the_folder(tmp_path: Path, monkeypatch) -> None:
+    from torchvision import datasets
+
+    def offline(self) -> None:
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried mirrors...")
+
+    monkeypatch.setattr(datasets.KMNIST, "download", offline)
+    with pytest.raises(DataError) as err:
+        prepare_raw(DataConfig(name=Dataset.kmnist, root=str(tmp_path), download=True))
+    message = str(err.value)
+    assert "\n" not in message and "download failed (RuntimeError)" in message
+    assert str(tmp_path / "KMNIST" / "raw") in message
 
 
 def test_synthetic_is_fixed_whatever_the_run_seed() -> None:

@@ -80,7 +80,7 @@ def test_data_root_without_mnist(monkeypatch, capsys, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     code, err = run_main(monkeypatch, capsys, [f"data.root={tmp_path}"])
     assert code == 2 and err.count("\n") == 1
-    assert f"data.root={tmp_path}" in err and "MNIST not found" in err
+    assert f"data.root={tmp_path}" in err and "mnist not found" in err
 
 
 def test_real_process_exit_code_and_no_traceback(run_cli) -> None:
