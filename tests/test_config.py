@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from mlp_sweep.config import Activation, Config, Impl, Init, Loss, Optimizer, validate
-from mlp_sweep.preflight import CONF_DIR
+from mlp_sweep.preflight import CONF_DIR, preflight
 
 GROUPS = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml")) for g in ("optim", "data")}
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -18,7 +18,7 @@ def test_groups_are_the_documented_ones() -> None:
         "optim": ["adam", "sgd"],
         "data": ["fashion_mnist", "kmnist", "mnist", "synthetic"],
     }
-    assert EXPERIMENTS == ["tutorial", "tutorial_lowlevel"]
+    assert EXPERIMENTS == ["compare_activations", "tutorial", "tutorial_lowlevel"]
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_defaults_are_the_tutorials_training_setup(typed_cfg) -> None:
     assert (cfg.loss, cfg.seed, cfg.device, cfg.model.output_act) == (Loss.ce, 0, "auto", False)
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("experiment", ["tutorial", "tutorial_lowlevel"])
 def test_experiments_reproduce_the_tutorial(typed_cfg, experiment: str) -> None:
     cfg = typed_cfg(f"experiment={experiment}")
     assert cfg.model.output_act is True  # the tutorial's ReLU on the logits
@@ -71,3 +71,16 @@ def test_overrides_reach_the_typed_config(typed_cfg) -> None:
     assert cfg.model.act is Activation.selu and cfg.model.hidden == []
     assert cfg.optim.name is Optimizer.adam and cfg.optim.lr == 0.003
     assert (cfg.seed, cfg.device, cfg.loss) == (7, "cpu", Loss.mse)
+
+
+@pytest.mark.parametrize(
+    "argv,jobs",
+    [
+        (["-m", "experiment=compare_activations"], 4),  # the grid in hydra.sweeper.params
+        (["-m", "experiment=compare_activations", "model.act=relu,selu"], 2),  # axis replaced
+        (["-m", "model.act=relu,selu", "optim.lr=0.1,0.01", "seed=0,1,2"], 12),
+        (["model.act=selu"], 1),
+    ],
+)
+def test_preflight_sees_every_job_the_sweep_will_run(argv: list[str], jobs: int) -> None:
+    assert preflight(argv) == [None] * jobs  # None: no earlier run in any job's folder
