@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from mlp_sweep.errors import MlpSweepError
 from mlp_sweep.record import METRICS_FILE, read_metrics, write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ OWN_COLUMNS = {"seed", "device"}
 AGGREGATED = ["test_acc", "test_loss", "train_loss", "best_test_acc", "train_seconds"]
 
 
-class SummaryError(Exception):
+class SummaryError(MlpSweepError):
     """A folder that cannot be summarized at all (missing, or holding no runs)."""
 
 
@@ -139,7 +140,8 @@ def by_config(frame: pd.DataFrame) -> pd.DataFrame | None:
     """
     if frame["seed"].nunique(dropna=True) < 2:
         return None
-    keys = override_keys(frame) or ["configuration"]
+    keys = override_keys(frame) + (["device"] if frame["device"].nunique() > 1 else [])
+    keys = keys or ["configuration"]
     frame = frame.assign(ok=frame["status"].eq("ok"), configuration="all")
     frame[AGGREGATED] = frame[AGGREGATED].apply(pd.to_numeric, errors="coerce")
     counts = frame.groupby(keys, dropna=False, sort=False).agg(

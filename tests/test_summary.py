@@ -116,3 +116,22 @@ def test_summary_of_nothing_is_one_line(run_cli, tmp_path: Path, case: str) -> N
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(target) in lines[0]
     assert ("no such folder" if case == "missing" else "no runs found") in lines[0]
+
+
+def test_runs_on_different_devices_are_not_averaged_together() -> None:
+    from mlp_sweep.summary import by_config
+
+    frame = pd.DataFrame(
+        {
+            "optim.lr": [0.1] * 4,
+            **{c: [1.0] * 4 for c in METRIC_COLUMNS},
+            "status": ["ok"] * 4,
+            "test_acc": [0.9, 0.8, 0.7, 0.6],
+            "device": ["cpu", "cpu", "cuda:0", "cuda:0"],
+            "seed": [0, 1, 0, 1],
+        }
+    )
+    grouped = by_config(frame)
+    assert grouped is not None
+    assert grouped["device"].tolist() == ["cpu", "cuda:0"]
+    assert grouped["test_acc_mean"].tolist() == pytest.approx([0.85, 0.65])
