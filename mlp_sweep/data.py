@@ -150,7 +150,14 @@ def _load_torchvision(cfg: DataConfig, train: bool) -> tuple[Tensor, Tensor]:
     """One split through torchvision's own dataset class, from files prepare_raw readied."""
     from torchvision import datasets
 
-    ds = getattr(datasets, TORCHVISION[cfg.name])(str(data_root(cfg)), train=train)
+    try:
+        ds = getattr(datasets, TORCHVISION[cfg.name])(str(data_root(cfg)), train=train)
+    except Exception as err:  # torchvision's parser fails with bare asserts on a bad file
+        raise DataError(
+            f"data.root={data_root(cfg)}: cannot read {cfg.name.name} from {raw_dir(cfg)} "
+            f"({type(err).__name__}{f': {err}' if str(err) else ''}); "
+            "the files are damaged or not IDX files"
+        ) from err
     return ds.data, ds.targets
 
 

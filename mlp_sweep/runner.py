@@ -19,6 +19,7 @@ import logging
 import os
 import shlex
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from mlp_sweep.record import (
     now_iso,
     read_metrics,
     save_checkpoint,
+    write_bytes_atomic,
     write_csv_atomic,
     write_json_atomic,
 )
@@ -49,6 +51,7 @@ from mlp_sweep.train import EpochStats, History, fit, make_optimizer
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
+TRACEBACK_FILE = "traceback.txt"
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ def run(cfg: Config, run_dir: Path, job: JobInfo | None = None) -> dict[str, Any
         log.info("%s: already finished (%s), skipped", run_dir, prior["status"])
         return prior
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / TRACEBACK_FILE).unlink(missing_ok=True)  # an earlier failure's, now retried
     record = RunRecord(cfg, run_dir, job or JobInfo())
     record.update()
     checkpoint = run_dir / CHECKPOINT_FILE
@@ -259,6 +263,9 @@ def run(cfg: Config, run_dir: Path, job: JobInfo | None = None) -> dict[str, Any
             log.warning("run diverged at epoch %d: non-finite loss", len(history.epochs))
     except Exception as err:  # recorded, not raised: the sweep goes on
         status, error = "failed", one_line(err)
-        log.error("run failed: %s", error, exc_info=not isinstance(err, MlpSweepError))
+        # The console gets one line; the whole story goes beside the record.
+        trace = "".join(traceback.format_exception(err))
+        write_bytes_atomic(run_dir / TRACEBACK_FILE, trace.encode())
+        log.error("run failed: %s (traceback: %s)", error, run_dir / TRACEBACK_FILE)
     record.update(status=status, error=error, finished_at=now_iso())
     return record.fields

@@ -130,8 +130,13 @@ def test_one_failing_configuration_still_gets_a_full_summary(
     assert frame["status"].tolist() == ["ok", "ok", "failed", "failed"]
     assert frame["error"][2] and isinstance(frame["error"][2], str)
     assert "\n" not in frame["error"][2]
+    assert "cannot read fashion_mnist" in frame["error"][2]
     record = json.loads((sweep / "2" / "metrics.json").read_text())
     assert record["status"] == "failed" and record["error"] == frame["error"][2]
+    # One line on the console; the traceback is kept beside the failed run's record.
+    assert "Traceback" not in result.stdout + result.stderr
+    assert (sweep / "2" / "traceback.txt").read_text().startswith("Traceback")
+    assert not (sweep / "0" / "traceback.txt").exists()
 
 
 def test_diverged_run_is_a_result_not_a_failure(run_cli, tmp_path: Path) -> None:
