@@ -40,6 +40,8 @@ def typed_cfg(compose_cfg: Callable[..., DictConfig]) -> Callable[..., Config]:
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env["PYTHONUNBUFFERED"] = "1"
+    # The checkout under test, whatever copy of mlp_sweep happens to be installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
 

@@ -249,7 +249,9 @@ while True:
 def test_sigkill_during_atomic_writes_never_tears_a_file(tmp_path: Path) -> None:
     target = tmp_path / "metrics.json"
     for attempt in range(6):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, env=cli_env()
+        )
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         time.sleep(0.02 + 0.031 * attempt)  # land at a different point of a write each time
         proc.kill()
