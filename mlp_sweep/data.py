@@ -86,7 +86,9 @@ def _decompress(gz: Path, out: Path) -> None:
         os.replace(tmp, out)
     except (OSError, EOFError) as err:
         tmp.unlink(missing_ok=True)
-        raise DataError(f"data: cannot decompress {gz}: {err}") from err
+        raise DataError(
+            f"data.root={gz.parent.parent.parent}: cannot decompress {gz}: {err}"
+        ) from err
 
 
 def _check_mnist(cfg: DataConfig, folder: Path) -> None:
