@@ -161,14 +161,14 @@ class RunRecord:
 
 
 def _checkpoint_state(
-    cfg: Config,
+    params: dict[str, Any],
     model: Model,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     history: History,
 ) -> dict[str, Any]:
     return {
-        "params": json.dumps(run_params(cfg)),
+        "params": json.dumps(params),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "generator": generator.get_state(),
@@ -252,7 +252,10 @@ def run(cfg: Config, run_dir: Path, job: JobInfo | None = None) -> dict[str, Any
             )
             if cfg.trainer.checkpoint:
                 save_checkpoint(
-                    checkpoint, _checkpoint_state(cfg, model, optimizer, generator, history)
+                    checkpoint,
+                    _checkpoint_state(
+                        record.fields["params"], model, optimizer, generator, history
+                    ),
                 )
             record.epochs_done(history)
 
