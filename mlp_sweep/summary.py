@@ -177,9 +177,7 @@ def format_table(frame: pd.DataFrame) -> str:
     for column in override_keys(shown):  # 0.01 and 1e-12 both readable, not 1.000000e-02
         if pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: f"{v:g}")
-    for column in ("test_acc", "best_test_acc"):
-        shown[column] = pd.to_numeric(shown[column], errors="coerce").round(4)
-    for column in ("test_loss", "train_loss"):
+    for column in ("test_acc", "best_test_acc", "test_loss", "train_loss"):
         shown[column] = pd.to_numeric(shown[column], errors="coerce").round(4)
     shown["train_seconds"] = pd.to_numeric(shown["train_seconds"], errors="coerce").round(1)
     lines = [shown.to_string(index=False)]
