@@ -1,3 +1,5 @@
 from mlp_sweep.cli import main
 
-main()
+# Guarded: the parallel launcher's spawned workers import this module as __mp_main__.
+if __name__ == "__main__":
+    main()

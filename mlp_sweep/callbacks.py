@@ -1,10 +1,16 @@
-"""Hydra callback: after a multirun, gather every job's record into summary.csv."""
+"""Hydra callback: after a multirun, gather every job's record into summary.csv.
+
+It also remembers, in the command's own process, which folder the command writes, so that
+an interrupted command can still write the summary of what it kept (see cli.main).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -17,8 +23,20 @@ from mlp_sweep.summary import (
 )
 
 
+@dataclass
+class Active:
+    sweep_dir: Path | None = None  # set when a multirun starts, in the parent process
+    run_dir: Path | None = None  # set when a single run starts
+
+
+ACTIVE = Active()
+
+
 class SummaryCallback(Callback):
     """Reads the records from disk, so it works for any launcher (jobs may run elsewhere)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        ACTIVE.sweep_dir = Path(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -36,3 +54,11 @@ class SummaryCallback(Callback):
                 f"see the status and error columns of {sweep_dir / SUMMARY_FILE}; "
                 f"retry them with: python -m mlp_sweep --resume {sweep_dir}"
             )
+
+
+def summarize_interrupted(sweep_dir: Path) -> pd.DataFrame | None:
+    """summary.csv of what an interrupted sweep kept, or None when it kept nothing."""
+    try:
+        return write_summary(sweep_dir)
+    except SummaryError:
+        return None

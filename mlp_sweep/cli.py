@@ -10,7 +10,7 @@ DIR: finished runs are skipped, the rest run or continue from their checkpoints.
 from __future__ import annotations
 
 import os
-import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -20,30 +20,36 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from mlp_sweep import callbacks
 from mlp_sweep.config import register_configs
-from mlp_sweep.errors import ConfigError, ConfigMismatch, MlpSweepError
+from mlp_sweep.errors import ConfigMismatch, MlpSweepError
+from mlp_sweep.interrupt import exit_code, ignore_signals, signal_name, signals_raise
 from mlp_sweep.preflight import CONF_DIR, error_line, preflight, to_config
 from mlp_sweep.record import FINISHED
-from mlp_sweep.runner import JobInfo, run
-
-# Hydra options that are not overrides; the saved ones must not be replayed by --resume.
-NOT_REPLAYED = ("hydra.sweep.dir=", "hydra.mode=")
+from mlp_sweep.resume import quote, resume_argv
+from mlp_sweep.runner import RUNNING_ELSEWHERE, JobInfo, run
 
 
 # An absolute path: Hydra would read "../conf" as a Python package when started as a console
 # script. conf/ sits beside the package in the checkout (an editable install keeps it there).
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
+    """One job. Returns its best test accuracy: what a search (hydra/sweeper=...) maximizes."""
     hc = HydraConfig.get()
     job = JobInfo(
         num=OmegaConf.select(cast(DictConfig, hc), "job.num", default=None),  # unset in a run
         overrides=list(hc.overrides.task),
     )
+    run_dir = Path(hc.runtime.output_dir)
+    if hc.mode == RunMode.RUN:
+        callbacks.ACTIVE.run_dir = run_dir
     try:
-        record = run(to_config(cfg), Path(hc.runtime.output_dir), job)
+        record = run(to_config(cfg), run_dir, job)
     except ConfigMismatch as err:  # preflight catches this first; a custom subdir may not
         raise SystemExit(f"mlp_sweep: error: {err}") from None
     if hc.mode == RunMode.RUN:
+        if record["status"] == RUNNING_ELSEWHERE:
+            raise SystemExit(f"mlp_sweep: {record['error']}")
         print(
             f"{record['status']}: test_acc {record['test_acc']}, test_loss {record['test_loss']}, "
             f"{record['epochs_done']} epochs in {record['train_seconds']:.1f}s on "
@@ -52,29 +58,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
         )
         if record["status"] == "failed":
             raise SystemExit(f"mlp_sweep: run failed: {record['error']}")
-    acc: Any = record["test_acc"]
+    acc: Any = record.get("best_test_acc")
     return acc
-
-
-def _quote(value: str) -> str:
-    return value if re.fullmatch(r"[\w/.\-:~]+", value) else "'" + value.replace("'", "\\'") + "'"
-
-
-def resume_argv(argv: list[str]) -> list[str]:
-    """`--resume DIR [overrides...]` -> the command line that made DIR, pointed at DIR."""
-    if "--resume" not in argv:
-        return argv
-    at = argv.index("--resume")
-    if at + 1 >= len(argv):
-        raise ConfigError("--resume", "", "give the sweep folder to resume")
-    folder, extra = Path(argv[at + 1]), argv[:at] + argv[at + 2 :]
-    saved = folder / "multirun.yaml"
-    if not saved.is_file():
-        raise ConfigError("--resume", folder, f"not a sweep folder (no {saved})")
-    overrides = OmegaConf.load(saved).hydra.overrides
-    hydra_args = [o for o in overrides.hydra if not str(o).startswith(NOT_REPLAYED)]
-    extra = [a for a in extra if a not in ("-m", "--multirun")]
-    return ["-m", *hydra_args, *overrides.task, f"hydra.sweep.dir={_quote(str(folder))}", *extra]
 
 
 def main() -> None:
@@ -97,7 +82,36 @@ def main() -> None:
             flush=True,
         )
     sys.argv = [sys.argv[0], *argv]
-    hydra_main()
+    try:
+        with signals_raise():
+            hydra_main()
+    except KeyboardInterrupt as err:
+        ignore_signals()
+        print(
+            f"mlp_sweep: interrupted ({signal_name(err)}); {_after_interrupt(argv, len(prior))}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(exit_code(err))
+
+
+def _after_interrupt(argv: list[str], planned: int) -> str:
+    """What was kept and how to go on, after the summary of what is on disk is written."""
+    sweep_dir, run_dir = callbacks.ACTIVE.sweep_dir, callbacks.ACTIVE.run_dir
+    if sweep_dir is not None:
+        frame = callbacks.summarize_interrupted(sweep_dir)
+        done = 0 if frame is None else int(frame["status"].isin(FINISHED).sum())
+        total = max(planned, 0 if frame is None else len(frame))
+        return (
+            f"{done} of {total or '?'} runs finished; summary: {sweep_dir / 'summary.csv'}; "
+            f"resume with: python -m mlp_sweep --resume {quote(str(sweep_dir))}"
+        )
+    if run_dir is not None:
+        again = [a for a in argv if not a.startswith("hydra.run.dir=")]
+        command = shlex.join(["python", "-m", "mlp_sweep", *again])
+        where = f"hydra.run.dir={quote(str(run_dir))}"
+        return f"the run's record: {run_dir}; resume with: {command} {where}"
+    return "nothing had started"
 
 
 def _is_hydra_error(err: BaseException) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from mlp_sweep import threads
 from mlp_sweep.errors import ConfigError
 
 
@@ -132,6 +133,10 @@ class TrainerConfig:
     # torch.use_deterministic_algorithms: the same seed gives bit-identical numbers on CPU
     # (and on CUDA where cuBLAS allows it). Costs nothing measurable for an MLP.
     deterministic: bool = True
+    # torch threads for this run: auto shares the cores among the jobs running at once (the
+    # parallel launcher's workers, a SLURM job's cpus_per_task), so jobs x threads never
+    # exceeds the cores; or a number. The record says what was used.
+    threads: str = "auto"
 
 
 @dataclass
@@ -173,6 +178,7 @@ def validate(cfg: Config) -> None:
     _positive("trainer.epochs", cfg.trainer.epochs, "an integer >= 1")
     _positive("trainer.batch_size", cfg.trainer.batch_size, "an integer >= 1")
     _positive("trainer.eval_batch_size", cfg.trainer.eval_batch_size, "an integer >= 1")
+    threads.parse(cfg.trainer.threads)
     if any(width < 1 for width in cfg.model.hidden):
         raise ConfigError(
             "model.hidden", cfg.model.hidden, "every width must be >= 1 ([] = no hidden layer)"

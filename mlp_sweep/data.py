@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,16 +186,115 @@ def _to_features(images: Tensor, cfg: DataConfig) -> Tensor:
     return x
 
 
+def cache_dir() -> Path:
+    """Where decoded datasets are kept: $MLP_SWEEP_CACHE, else the user's cache folder."""
+    if os.environ.get("MLP_SWEEP_CACHE"):
+        return Path(os.environ["MLP_SWEEP_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mlp_sweep"
+
+
+def _cache_file(cfg: DataConfig) -> Path | None:
+    """The cache entry for these raw files, or None when they are not all there.
+
+    Keyed by each file's path, size, mtime and inode: replacing or editing a file gives a new
+    key (and a new md5 check when the entry is built), so a stale entry is never read.
+    """
+    stats = []
+    for name in IDX_FILES:
+        path = raw_dir(cfg) / name
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        stats.append([str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino])
+    key = json.dumps([cfg.name.name, cfg.normalize, stats])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return cache_dir() / f"{cfg.name.name}-{'norm' if cfg.normalize else 'raw'}-{digest}.pt"
+
+
+def _decode(cfg: DataConfig) -> dict[str, Tensor]:
+    prepare_raw(cfg)
+    images, y_train = _load_torchvision(cfg, train=True)
+    x_train = _to_features(images, cfg)
+    images, y_test = _load_torchvision(cfg, train=False)
+    x_test = _to_features(images, cfg)
+    return {
+        "x_train": x_train,
+        "y_train": y_train.long(),
+        "x_test": x_test,
+        "y_test": y_test.long(),
+    }
+
+
+def _save_cache(path: Path, tensors: dict[str, Tensor]) -> None:
+    """torch.save through a temp file and a rename: readers see all of it or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide it from the other users of the cache
+        with os.fdopen(fd, "wb") as f:
+            torch.save(tensors, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def ensure_cached(cfg: DataConfig) -> None:
+    """Check the raw files (md5 for MNIST) and build the cache entry if it is missing: done
+    once per command before any job starts, so jobs neither repeat the check nor race to
+    decode the same files."""
+    prepare_raw(cfg)
+    path = _cache_file(cfg)
+    if path is not None and not path.exists():
+        try:
+            _save_cache(path, _decode(cfg))
+        except (OSError, DataError):  # unreadable files fail in each job, as a `failed` row
+            pass
+
+
+# Decoded datasets this process has loaded, by cache file: a worker running many jobs of a
+# sweep decodes (or maps) each dataset once.
+_loaded: dict[Path, dict[str, Tensor]] = {}
+
+
+def _decoded(cfg: DataConfig) -> dict[str, Tensor]:
+    """Decoded, normalized tensors on the CPU: from this process's memory, the cache file
+    (memory-mapped, so parallel workers share one copy in the page cache), or the raw files
+    (checked, then cached for the next job)."""
+    path = _cache_file(cfg)
+    if path is None:  # files missing: prepare_raw decompresses, downloads or says why
+        prepare_raw(cfg)
+        path = _cache_file(cfg)
+    if path is not None and path in _loaded:
+        return _loaded[path]
+    tensors = None
+    if path is not None and path.exists():
+        try:
+            tensors = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # a damaged entry is rebuilt, not trusted
+            tensors = None
+    if tensors is None:
+        tensors = _decode(cfg)
+        if path is not None:
+            try:
+                _save_cache(path, tensors)
+            except OSError:  # a read-only or full cache costs speed, never the run
+                pass
+    if path is not None:
+        _loaded[path] = tensors
+    return tensors
+
+
 def load_data(cfg: DataConfig, device: torch.device) -> Data:
     """The configured dataset as float features and int64 labels, held whole on `device`."""
     if cfg.name is Dataset.synthetic:
         x_train, y_train, x_test, y_test = _synthetic(cfg)
     else:
-        prepare_raw(cfg)
-        images, y_train = _load_torchvision(cfg, train=True)
-        x_train = _to_features(images, cfg)
-        images, y_test = _load_torchvision(cfg, train=False)
-        x_test = _to_features(images, cfg)
+        decoded = _decoded(cfg)
+        x_train, y_train = decoded["x_train"], decoded["y_train"]
+        x_test, y_test = decoded["x_test"], decoded["y_test"]
     x_train, y_train = x_train[: cfg.limit_train], y_train[: cfg.limit_train]
     x_test, y_test = x_test[: cfg.limit_test], y_test[: cfg.limit_test]
     return Data(

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from mlp_sweep.config import Config, DataConfig, Dataset, validate
-from mlp_sweep.data import prepare_raw
+from mlp_sweep.data import ensure_cached
 from mlp_sweep.device import resolve_device
 from mlp_sweep.errors import MlpSweepError
 from mlp_sweep.runner import prior_record
@@ -75,7 +75,7 @@ def check_data(cfg: DataConfig, checked: set[tuple[str, str]]) -> None:
     downloaded here once rather than by every job at the same time."""
     key = (cfg.name.name, str(cfg.root))
     if cfg.name is not Dataset.synthetic and key not in checked:
-        prepare_raw(cfg)
+        ensure_cached(cfg)
         checked.add(key)
 
 

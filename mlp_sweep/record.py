@@ -139,12 +139,20 @@ def git_state(where: Path | None = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(dirty)}
 
 
+def slurm_job() -> str | None:
+    """This process's SLURM job (array job_task for an array task), or None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
 def environment() -> dict[str, Any]:
     """Where and with what a run ran: enough to reproduce it from its own folder."""
     return {
         "versions": versions(),
         "git": git_state(),
         "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job": slurm_job(),
         "platform": platform.platform(),
     }
 

@@ -9,6 +9,11 @@ Callable without Hydra: `run(Config(), Path("somewhere"))`. Three promises:
   (ConfigMismatch) before anything in it is touched.
 - An unfinished run continues from its last checkpoint, and on CPU ends with the same numbers
   as an uninterrupted one.
+- One writer per folder: a run trains only while holding its folder's lock (mlp_sweep.lock);
+  a folder another process is training is left alone and reported `running elsewhere`.
+
+Ctrl-C and SIGTERM stop a run between two instructions: it records itself `interrupted` (its
+checkpoint holds the last finished epoch) and the interrupt goes on up to the command.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from typing import Any
 
 import torch
 
+from mlp_sweep import lock, threads
 from mlp_sweep.config import Config, flatten, validate
 from mlp_sweep.data import load_data
 from mlp_sweep.device import resolve_device
 from mlp_sweep.errors import ConfigMismatch, MlpSweepError
+from mlp_sweep.interrupt import signal_name, signals_raise
 from mlp_sweep.model import Model, build_mlp
 from mlp_sweep.record import (
     CHECKPOINT_FILE,
@@ -52,6 +59,9 @@ log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
 TRACEBACK_FILE = "traceback.txt"
+RUNNING_ELSEWHERE = "running elsewhere"
+# Keys that say how a run executes, not what it computes: a resume may change them.
+NOT_COMPARED = ("trainer.threads",)
 
 
 @dataclass(frozen=True)
@@ -76,8 +86,14 @@ def run_params(cfg: Config) -> dict[str, Any]:
     return params
 
 
+def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return sorted(
+        k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in NOT_COMPARED
+    )
+
+
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    keys = _differing(old, new)
     shown = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:3])
     return shown + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
 
@@ -99,7 +115,7 @@ def prior_record(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
             old = json.loads(load_checkpoint(run_dir / CHECKPOINT_FILE)["params"])
         except (OSError, ValueError, KeyError, RuntimeError):
             old = None
-    if old is not None and old != params:
+    if old is not None and _differing(old, params):
         raise ConfigMismatch(
             f"{run_dir} holds a run of another config ({_differences(old, params)}); "
             "choose a new folder (hydra.sweep.dir / hydra.run.dir) or delete that one"
@@ -136,7 +152,7 @@ class RunRecord:
             "started_at": now_iso(),
             "finished_at": None,
             "deterministic": None,
-            "torch_threads": torch.get_num_threads(),
+            "threads": None,
             **environment(),
         }
 
@@ -201,23 +217,46 @@ def _set_determinism(enabled: bool) -> None:
 def run(cfg: Config, run_dir: Path, job: JobInfo | None = None) -> dict[str, Any]:
     """Train and record one configuration in run_dir. Returns the final metrics.json fields.
 
-    Skips a run that already finished there; resumes one that did not.
+    Skips a run that already finished there; resumes one that did not; leaves alone one that
+    another process is training (status `running elsewhere`, nothing written).
     """
     prior = prior_record(run_dir, cfg)  # ConfigMismatch propagates: nothing touched
-    if prior is not None and prior.get("status") in FINISHED:
+    if prior is not None and prior.get("status") in FINISHED:  # final: safe to read unlocked
         log.info("%s: already finished (%s), skipped", run_dir, prior["status"])
         return prior
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with lock.holding(run_dir, since=now_iso()):
+            prior = prior_record(run_dir, cfg)  # it may have finished while we waited
+            if prior is not None and prior.get("status") in FINISHED:
+                log.info("%s: finished elsewhere meanwhile (%s), skipped", run_dir, prior["status"])
+                return prior
+            with signals_raise():
+                return _train(cfg, run_dir, job or JobInfo())
+    except lock.RunLocked as err:
+        log.warning("%s", err)
+        return {
+            "status": RUNNING_ELSEWHERE,
+            "error": str(err),
+            "test_acc": None,
+            "best_test_acc": None,
+            "run_dir": str(run_dir),
+        }
+
+
+def _train(cfg: Config, run_dir: Path, job: JobInfo) -> dict[str, Any]:
     (run_dir / TRACEBACK_FILE).unlink(missing_ok=True)  # an earlier failure's, now retried
-    record = RunRecord(cfg, run_dir, job or JobInfo())
+    record = RunRecord(cfg, run_dir, job)
     record.update()
     checkpoint = run_dir / CHECKPOINT_FILE
     try:
         validate(cfg)
         device = resolve_device(cfg.device)
         _set_determinism(cfg.trainer.deterministic)
+        torch.set_num_threads(threads.resolve(cfg.trainer.threads))
         record.update(
-            device=str(device), deterministic=torch.are_deterministic_algorithms_enabled()
+            device=str(device),
+            deterministic=torch.are_deterministic_algorithms_enabled(),
+            threads=torch.get_num_threads(),
         )
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
@@ -264,6 +303,14 @@ def run(cfg: Config, run_dir: Path, job: JobInfo | None = None) -> dict[str, Any
         status, error = history.status, None
         if status == "diverged":
             log.warning("run diverged at epoch %d: non-finite loss", len(history.epochs))
+    except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM: recorded, then passed on
+        record.update(
+            status="interrupted",
+            error=f"interrupted by {signal_name(err)} after epoch {record.fields['epochs_done']}",
+            finished_at=now_iso(),
+        )
+        log.warning("run interrupted (%s); resume continues from its checkpoint", signal_name(err))
+        raise
     except Exception as err:  # recorded, not raised: the sweep goes on
         status, error = "failed", one_line(err)
         # The console gets one line; the whole story goes beside the record.

@@ -4,7 +4,8 @@
 
 A job folder whose metrics.json is missing, torn or foreign still gets its row, with status
 `incomplete` or `unreadable` and a warning naming the file: a summary never crashes on the
-runs it cannot read, and never hides them.
+runs it cannot read, and never hides them. A run whose record says `running` is `running
+elsewhere` while another process holds its lock, else `incomplete` (its process died).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from mlp_sweep import lock
 from mlp_sweep.errors import MlpSweepError
 from mlp_sweep.record import METRICS_FILE, read_metrics, write_bytes_atomic
 
@@ -91,7 +93,11 @@ def load_row(job_dir: Path) -> tuple[dict[str, Any], list[str]]:
         return row, _job_overrides(job_dir)
     row.update({k: record.get(k) for k in METRIC_COLUMNS if k != "run_dir"})
     if row["status"] == "running":
-        row["status"], row["error"] = "incomplete", row.get("error") or "run did not finish"
+        holder = lock.holder(job_dir)
+        if holder is not None:
+            row["status"], row["error"] = "running elsewhere", f"being trained by {holder}"
+        else:
+            row["status"], row["error"] = "incomplete", row.get("error") or "run did not finish"
     row["_params"] = record.get("params") or {}
     return row, record.get("overrides") or _job_overrides(job_dir)
 

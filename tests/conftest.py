@@ -66,3 +66,51 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+def start_cli(*args: str, cwd: Path, stdout: int | None = subprocess.PIPE) -> subprocess.Popen[str]:
+    """`python -m mlp_sweep args...` in its own process group, as a terminal would run it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlp_sweep", *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=stdout,
+        stderr=subprocess.PIPE if stdout is not None else subprocess.DEVNULL,
+        start_new_session=True,
+        text=True,
+    )
+
+
+def wait_for(
+    condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 120
+) -> None:
+    """Poll until condition() holds; fail if the process ends first or time runs out."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "the command ended before the moment the test waits for"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def epochs_written(run_dir: Path) -> int:
+    """Epochs in run_dir's history.csv so far (0 when there is none yet)."""
+    try:
+        return max(0, len((run_dir / "history.csv").read_text().splitlines()) - 1)
+    except OSError:
+        return 0
+
+
+def group_gone(pgid: int, timeout: float = 10) -> bool:
+    """True once no process of the group is left (zombies are reaped by init within moments)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,105 @@
+"""hydra/launcher=parallel: a sweep's jobs in worker processes, every core busy (the default).
+
+Thin by design: the pool is mlp_sweep.launch.pool, the job is mlp_sweep.launch.jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class ParallelLauncher(Launcher):
+    def __init__(self, n_jobs: int | None = None) -> None:
+        self.n_jobs = n_jobs
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def _threads(self, job_overrides: Sequence[Sequence[str]]) -> int | None:
+        """The jobs' explicit trainer.threads (the largest), or None for auto."""
+        from mlp_sweep import threads
+
+        assert self.config is not None
+        asked = [OmegaConf.select(self.config, "trainer.threads", default=threads.AUTO)]
+        asked += [
+            o.split("=", 1)[1]
+            for job in job_overrides
+            for o in job
+            if o.lstrip("+").startswith("trainer.threads=")
+        ]
+        counts = []
+        for value in asked:
+            try:
+                counts.append(threads.parse(value))
+            except ValueError:
+                counts.append(None)  # the job itself will say what is wrong
+        return max((c for c in counts if c), default=None)
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        from mlp_sweep import threads
+        from mlp_sweep.launch.jobs import HydraJobs, is_mlp_sweep_task
+        from mlp_sweep.launch.pool import run_jobs
+
+        assert self.config and self.hydra_context and self.task_function
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        workers, per_job = threads.split(
+            len(job_overrides), self.n_jobs, self._threads(job_overrides)
+        )
+        log.info(
+            f"Launching {len(job_overrides)} jobs on {workers} worker processes, "
+            f"{per_job} torch thread{'s' if per_job > 1 else ''} each"
+        )
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        jobs = HydraJobs(self.hydra_context, self.task_function, self.config, Singleton.get_state())
+        answers = run_jobs(
+            [list(o) for o in job_overrides],
+            _Numbered(jobs, initial_job_idx),
+            workers,
+            env={threads.ENV: str(per_job)},
+        )
+        ours = is_mlp_sweep_task(self.task_function)
+        returns = []
+        for idx, (overrides, (kind, value)) in enumerate(
+            zip(job_overrides, answers, strict=True), start=initial_job_idx
+        ):
+            if kind == "ok":
+                returns.append(value)
+                continue
+            ret = JobReturn(overrides=list(overrides), cfg=self.config, status=JobStatus.FAILED)
+            ret.return_value = value if isinstance(value, BaseException) else RuntimeError(value)
+            if ours:  # the run's own record says what happened; the summary lists it
+                log.error(f"job #{idx} ({' '.join(overrides)}): {value}")
+                ret.status, ret.return_value = JobStatus.COMPLETED, None
+            returns.append(ret)
+        return returns
+
+
+class _Numbered:
+    """Job i of this batch is Hydra job initial + i (its number and folder)."""
+
+    def __init__(self, jobs: object, initial: int) -> None:
+        self.jobs, self.initial = jobs, initial
+
+    def __call__(self, index: int, overrides: Sequence[str]) -> JobReturn:
+        result: JobReturn = self.jobs(self.initial + index, overrides)  # type: ignore[operator]
+        return result

@@ -1,0 +1,64 @@
+"""The sweeper's schema, registered as `hydra/sweeper=mlp_sweep_optuna`.
+
+No `from __future__ import annotations` here: Hydra's plugin scanner runs this module before
+it is in sys.modules, and dataclasses then cannot resolve string annotations.
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+class Direction(Enum):
+    maximize = "maximize"
+    minimize = "minimize"
+
+
+class SamplerName(Enum):
+    tpe = "tpe"
+    random = "random"
+    grid = "grid"
+
+
+@dataclass
+class SamplerConf:
+    # tpe: Optuna's default, learns from finished trials; random: uniform draws; grid: every
+    # combination of the discrete params in command-line order, as the basic sweeper runs them.
+    # Whatever the name, a space that is all discrete and no bigger than n_trials runs as a grid:
+    # any further trial could only repeat one.
+    name: SamplerName = SamplerName.tpe
+    # A fixed seed so the same command samples the same trials; null draws a fresh one.
+    seed: int | None = 0
+
+
+@dataclass
+class OptunaSweeperConf:
+    _target_: str = "hydra_plugins.mlp_sweep_optuna.optuna_sweeper.OptunaSweeper"
+    # maximize: mlp_sweep's task returns the test accuracy.
+    direction: Direction = Direction.maximize
+    # The study's name inside the storage; one storage can hold several studies.
+    study_name: str = "mlp_sweep"
+    # An Optuna storage URL; null: sqlite:///<hydra.sweep.dir>/optuna.db, so each sweep folder
+    # holds its own study and running the same sweep dir again resumes it.
+    storage: str | None = None
+    # Stop once the study holds this many finished (complete, failed or pruned) trials.
+    n_trials: int = 20
+    # Trials asked at once and handed to the launcher as one batch (a parallel launcher runs them
+    # side by side); null: the CPU cores this process may use.
+    n_jobs: int | None = None
+    sampler: SamplerConf = field(default_factory=SamplerConf)
+    # key -> search space in Hydra's override grammar: `a,b,c`, `choice(a,b)`, `range(1,4)`,
+    # `interval(0.1,1)`, `tag(log, interval(1e-4,1))`, `int(interval(8,64))`. Dotted keys may be
+    # written nested (`optim: {lr: ...}`), which lets the command line override one:
+    # "hydra.sweeper.params.optim.lr='tag(log, interval(0.01, 0.1))'".
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper",
+    name="mlp_sweep_optuna",
+    node=OptunaSweeperConf,
+    provider="mlp_sweep_optuna",
+)

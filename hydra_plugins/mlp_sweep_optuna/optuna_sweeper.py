@@ -1,0 +1,299 @@
+"""An Optuna study driven through Hydra's launcher with ask/tell: job number == trial number.
+
+Each batch asks up to n_jobs trials, launches them as jobs numbered by their trials (so trial 3
+runs in <sweep.dir>/3) and tells Optuna what each returned. A failed job becomes a FAIL trial.
+Run the same sweep dir again and the study resumes: trials a killed sweep left RUNNING run again
+with their own numbers and params, in their own folders, before new trials are asked. So one
+sweep process per study: a second one would take the first one's running trials for orphans.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep, Override
+from hydra.core.utils import JobReturn
+from hydra.errors import CompactHydraException
+from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+from .config import Direction, SamplerConf, SamplerName
+
+if TYPE_CHECKING:  # optuna is imported when a sweep starts, never when Hydra scans plugins
+    from optuna import Study
+    from optuna.distributions import BaseDistribution
+    from optuna.trial import Trial
+
+log = logging.getLogger(__name__)
+
+MISSING_OPTUNA = "hydra/sweeper=mlp_sweep_optuna needs optuna: pip install -e '.[search]'"
+
+
+class SweepError(CompactHydraException):
+    """A mistake the user can fix: Hydra prints its one line, no traceback."""
+
+
+class MissingOptuna(SweepError, ImportError):
+    pass
+
+
+# key -> its fixed override ("key=value", given to every trial) or the distribution to sample.
+Space = dict[str, "str | BaseDistribution"]
+
+
+def plain(node: Any) -> Any:
+    """A DictConfig -> dicts, lists and strings (Enum members by name); anything else as is."""
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    return node
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"optim": {"lr": "interval(0,1)"}} -> {"optim.lr": "interval(0,1)"}."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+def parse_space(overrides: Sequence[Override]) -> Space:
+    """Hydra overrides -> the search space; a later override of a key replaces an earlier one."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    space: Space = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if override.is_discrete_sweep():  # a,b,c  choice(...)  range(...)  glob(...)
+            space[key] = CategoricalDistribution(list(override.sweep_string_iterator()))
+        elif override.is_interval_sweep():
+            interval = override.value()
+            assert isinstance(interval, IntervalSweep)
+            log_scale = "log" in interval.tags
+            if isinstance(interval.start, int) and isinstance(interval.end, int):  # int(...)
+                space[key] = IntDistribution(interval.start, interval.end, log=log_scale)
+            else:
+                assert interval.start is not None and interval.end is not None
+                space[key] = FloatDistribution(interval.start, interval.end, log=log_scale)
+        elif override.is_delete() and override.value() is None:
+            space[key] = key
+        else:
+            space[key] = f"{key}={override.get_value_element_as_str()}"
+    return space
+
+
+def trial_overrides(space: Space, params: Mapping[str, Any]) -> list[str]:
+    """The job's overrides: the fixed ones and the trial's sampled values, in the space's order."""
+    missing = [key for key, d in space.items() if not isinstance(d, str) and key not in params]
+    if missing:
+        raise SweepError(f"a trial left running has no value for {missing}: was the space changed?")
+    return [d if isinstance(d, str) else f"{key}={params[key]}" for key, d in space.items()]
+
+
+def grid_points(space: Space, limit: int) -> list[dict[str, Any]] | None:
+    """The first `limit` combinations when every param is discrete, in Hydra's sweep order."""
+    from optuna.distributions import CategoricalDistribution
+
+    dists = {key: dist for key, dist in space.items() if not isinstance(dist, str)}
+    choices = [d.choices for d in dists.values() if isinstance(d, CategoricalDistribution)]
+    if len(choices) < len(dists):
+        return None
+    points = itertools.islice(itertools.product(*choices), limit)
+    return [dict(zip(dists, point, strict=True)) for point in points]
+
+
+def consecutive(numbers: Sequence[int], size: int) -> Iterator[list[int]]:
+    """Trial numbers -> runs of consecutive numbers at most `size` long, one launch each."""
+    run: list[int] = []
+    for number in sorted(numbers):
+        if run and (number != run[-1] + 1 or len(run) == size):
+            yield run
+            run = []
+        run.append(number)
+    if run:
+        yield run
+
+
+def objective(job: JobReturn) -> tuple[float | None, str]:
+    """The job's value to tell Optuna, or None and why the trial failed."""
+    try:
+        value = job.return_value  # re-raises what the task raised
+    except Exception as err:
+        return None, f"raised {type(err).__name__}: {err}"
+    if value is None or isinstance(value, str | bytes | bool):
+        return None, f"returned {value!r}, not a number"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None, f"returned {value!r}, not a number"
+    return (number, "") if math.isfinite(number) else (None, f"returned {number}")
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        direction: Direction | str = Direction.maximize,
+        study_name: str = "mlp_sweep",
+        storage: str | None = None,
+        n_trials: int = 20,
+        n_jobs: int | None = None,
+        sampler: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        # By value: Hydra's plugin scan re-runs config.py, so a member may be of an older class.
+        self.direction = Direction(getattr(direction, "value", direction))
+        self.study_name = study_name
+        self.storage = storage
+        self.n_trials = n_trials
+        if n_jobs is None:
+            cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+            n_jobs = len(cores) if cores else os.cpu_count() or 1
+        self.n_jobs = max(1, n_jobs)
+        merged = OmegaConf.merge(OmegaConf.structured(SamplerConf), plain(sampler or {}))
+        self.sampler: SamplerConf = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        self.params = flatten(plain(params or {}))
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher: Launcher | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        from hydra.core.plugins import Plugins
+
+        try:  # fail here, before any job, with the line that says what to install
+            import optuna  # noqa: F401
+        except ImportError:
+            raise MissingOptuna(MISSING_OPTUNA) from None
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
+        """Run trials until the study holds n_trials finished ones; return the job batches."""
+        from optuna.trial import TrialState
+
+        assert self.config is not None and self.hydra_context is not None
+        # As the basic sweeper does: the sweep's config beside its jobs, for re-runs and tools.
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        params = [f"{key}={value}" for key, value in self.params.items()]
+        space = parse_space(parser.parse_overrides(params + list(arguments)))
+        storage = self.storage or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+        study = self._study(storage)
+
+        grid = grid_points(space, self.n_trials + 1)  # None when a param is continuous
+        if self.sampler.name == SamplerName.grid:
+            if grid is None:
+                swept = [key for key, dist in space.items() if not isinstance(dist, str)]
+                raise SweepError(f"hydra.sweeper.sampler.name=grid needs discrete sweeps: {swept}")
+            grid = grid[: self.n_trials]
+        elif grid is not None and len(grid) > self.n_trials:
+            grid = None  # too many points: let the sampler choose
+        # else the whole grid fits in n_trials, where sampling could only repeat points: run it.
+        target = self.n_trials if grid is None else len(grid)
+
+        returns: list[Sequence[JobReturn]] = []
+        # A killed sweep left these RUNNING: the same numbers and params, so the same folders.
+        left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if left:
+            log.info(f"resuming trials {[t.number for t in left]}, left running by a killed sweep")
+            returns += self._run(study, {t.number: trial_overrides(space, t.params) for t in left})
+
+        finished = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+        while (done := len(study.get_trials(deepcopy=False, states=finished))) < target:
+            asked = [self._ask(study, space, grid) for _ in range(min(self.n_jobs, target - done))]
+            returns += self._run(study, {t.number: trial_overrides(space, t.params) for t in asked})
+
+        log.info(f"{best_line(study)}; study '{study.study_name}' in {storage}")
+        return returns
+
+    def _study(self, storage: str) -> Study:
+        import optuna
+
+        # Optuna's lines go through Hydra's logging (its console format and log file).
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            direction=self.direction.value,
+            load_if_exists=True,
+        )
+        if study.direction.name.lower() != self.direction.value:
+            raise SweepError(
+                f"study '{self.study_name}' in {storage} was created to "
+                f"{study.direction.name.lower()}; hydra.sweeper.direction={self.direction.value}"
+            )
+        # Offset by the trials already there: a resumed sweep must not redraw the first run's
+        # random points, and a fresh one with the same seed still repeats exactly.
+        seed = self.sampler.seed
+        seed = None if seed is None else seed + len(study.get_trials(deepcopy=False))
+        if self.sampler.name == SamplerName.tpe:
+            study.sampler = optuna.samplers.TPESampler(seed=seed)
+        else:  # random; a grid enqueues its points, so the sampler never draws
+            study.sampler = optuna.samplers.RandomSampler(seed=seed)
+        return study
+
+    def _ask(self, study: Study, space: Space, grid: list[dict[str, Any]] | None) -> Trial:
+        from optuna.trial import TrialState
+
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if grid is not None and not waiting:
+            # The next trial's number is the trial count, so trial i gets grid point i.
+            study.enqueue_trial(grid[len(study.get_trials(deepcopy=False))])
+        return study.ask({key: dist for key, dist in space.items() if not isinstance(dist, str)})
+
+    def _run(self, study: Study, jobs: dict[int, list[str]]) -> list[Sequence[JobReturn]]:
+        """Launch trials as jobs numbered by their trials, then tell Optuna what they returned."""
+        from optuna.trial import TrialState
+
+        assert self.launcher is not None
+        batches: list[Sequence[JobReturn]] = []
+        for numbers in consecutive(list(jobs), self.n_jobs):
+            batch = [jobs[n] for n in numbers]
+            try:  # a config that cannot compose fails the sweep here, before any job runs
+                self.validate_batch_is_legal(batch)
+            except Exception:
+                for number in numbers:  # not RUNNING: a rerun must not try them again
+                    study.tell(number, state=TrialState.FAIL)
+                raise
+            results = self.launcher.launch(batch, initial_job_idx=numbers[0])
+            for number, job in zip(numbers, results, strict=True):
+                value, why = objective(job)
+                if value is None:
+                    log.warning(f"trial {number} failed: the job {why}")
+                    study.tell(number, state=TrialState.FAIL)
+                else:
+                    log.info(f"trial {number}: value {value:.4g}")
+                    study.tell(number, value)
+            batches.append(results)
+        return batches
+
+
+def best_line(study: Study) -> str:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return "no trial completed"
+    params = " ".join(
+        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in best.params.items()
+    )
+    return f"best trial {best.number}: value {best.value:.4g} ({params})"

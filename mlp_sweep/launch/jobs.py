@@ -1,0 +1,105 @@
+"""One Hydra job, as a worker process or a SLURM job runs it.
+
+This is what Hydra's BasicLauncher does for each job (compose the job's config, number it,
+hand it to hydra.core.utils.run_job), plus one thing: for mlp_sweep's own task the job's
+folder is locked *before* run_job, which writes .hydra/ and the log there. A folder another
+process is training is then not touched at all; the job comes back as skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+from mlp_sweep import lock
+from mlp_sweep.record import FINISHED, now_iso, read_metrics
+
+log = logging.getLogger(__name__)
+
+
+def is_mlp_sweep_task(task_function: TaskFunction) -> bool:
+    """mlp_sweep's own task records its failures and honours folder locks; another app's
+    task (Hydra's launcher tests, a user's script) gets Hydra's plain behaviour."""
+    return getattr(task_function, "__module__", "") == "mlp_sweep.cli"
+
+
+def job_dir(config: DictConfig) -> Path:
+    """The folder run_job will give this job: hydra.sweep.dir / hydra.sweep.subdir."""
+    sweep = config.hydra.sweep
+    return Path(os.path.abspath(os.path.join(str(sweep.dir), str(sweep.subdir))))
+
+
+def skipped(overrides: Sequence[str], config: DictConfig, why: str) -> JobReturn:
+    """A job that did not run here; COMPLETED so the sweep goes on, None as its value."""
+    ret = JobReturn(overrides=list(overrides), cfg=config, working_dir=os.getcwd())
+    ret.status, ret.return_value = JobStatus.COMPLETED, None
+    log.warning("%s", why)
+    return ret
+
+
+@dataclass
+class HydraJobs:
+    """Everything a worker needs to run any job of one sweep; shipped once per worker."""
+
+    hydra_context: HydraContext
+    task_function: TaskFunction
+    config: DictConfig
+    singleton_state: dict[Any, Any]
+
+    def __call__(self, index: int, overrides: Sequence[str]) -> JobReturn:
+        if not getattr(self, "_ready", False):  # once per worker process
+            Singleton.set_state(self.singleton_state)
+            setup_globals()
+            self._ready = True
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = index
+            config.hydra.job.num = index
+        return run_locked(self.hydra_context, self.task_function, config, overrides)
+
+
+def _finished(folder: Path) -> bool:
+    try:
+        return read_metrics(folder).get("status") in FINISHED
+    except (OSError, ValueError):
+        return False
+
+
+def run_locked(
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    config: DictConfig,
+    overrides: Sequence[str],
+) -> JobReturn:
+    """hydra.core.utils.run_job for one sweep job, under its folder's lock for our task."""
+
+    def run() -> JobReturn:
+        return run_job(
+            hydra_context=hydra_context,
+            task_function=task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+
+    if not is_mlp_sweep_task(task_function):
+        return run()
+    HydraConfig.instance().set_config(config)  # job_dir may interpolate ${hydra:...}
+    folder = job_dir(config)
+    if _finished(folder):  # final: the task skips it; its lock file is not rewritten
+        return run()
+    try:
+        with lock.holding(folder, since=now_iso()):
+            return run()
+    except lock.RunLocked as err:
+        return skipped(overrides, config, f"mlp_sweep: {err}")

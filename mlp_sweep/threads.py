@@ -1,0 +1,58 @@
+"""How many torch threads a run gets: jobs x threads never more than the cores.
+
+A launcher that runs jobs side by side gives each worker its share in MLP_SWEEP_THREADS;
+SLURM gives a job its cpus_per_task in SLURM_CPUS_PER_TASK; a run on its own gets every core
+this process may use. `trainer.threads=N` overrides all of these.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mlp_sweep.errors import ConfigError
+
+ENV = "MLP_SWEEP_THREADS"
+AUTO = "auto"
+
+
+def cores() -> int:
+    """CPUs this process may run on (its affinity mask: taskset, cgroups, SLURM)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parse(value: object) -> int | None:
+    """`trainer.threads`: None for auto, else a count >= 1. Raises ConfigError."""
+    text = str(value).strip().lower()
+    if text == AUTO:
+        return None
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ConfigError("trainer.threads", value, f"must be {AUTO} or an integer >= 1")
+
+
+def budget() -> int:
+    """This process's share of the cores when threads are left to auto."""
+    for name in (ENV, "SLURM_CPUS_PER_TASK"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) >= 1:
+            return int(value)
+    return cores()
+
+
+def resolve(value: object) -> int:
+    return parse(value) or budget()
+
+
+def split(n_jobs: int, max_workers: int | None, threads: int | None) -> tuple[int, int]:
+    """(workers, threads per worker) for n_jobs jobs on this machine's cores.
+
+    max_workers caps the workers (None: as many as fit); threads is the jobs' explicit
+    trainer.threads (None: auto, the cores shared out evenly).
+    """
+    available = cores()
+    fit = max(1, available // (threads or 1))
+    workers = max(1, min(n_jobs, fit, max_workers or fit))
+    return workers, threads or max(1, available // workers)

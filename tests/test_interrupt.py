@@ -1,0 +1,130 @@
+"""Ctrl-C and SIGTERM are ordinary events: real signals sent to real sweeps and runs.
+
+A terminal's Ctrl-C reaches the whole process group; a scheduler's SIGTERM (or `kill`)
+reaches the command's own process. Either way the command says one line, writes its summary,
+exits 128 + the signal, leaves no process behind, and --resume finishes the stopped runs from
+their checkpoints with the numbers of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import epochs_written, group_gone, start_cli, wait_for
+
+# ~0.2 s an epoch on 2 cores: several epochs, so a signal lands mid-run.
+LONG = ["data.limit_train=20000", "data.limit_test=2000", "trainer.epochs=8"]
+COLUMNS = ["epoch", "train_loss", "test_loss", "test_acc"]
+
+
+def same_history(run_dir: Path, reference: Path) -> None:
+    pd.testing.assert_frame_equal(
+        pd.read_csv(run_dir / "history.csv")[COLUMNS],
+        pd.read_csv(reference / "history.csv")[COLUMNS],
+        check_exact=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each activation's uninterrupted single run: what a resumed run must end equal to."""
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    root = tmp_path_factory.mktemp("reference")
+    runs = {}
+    for act in ("relu", "selu"):
+        result = subprocess.run(
+            [sys.executable, "-m", "mlp_sweep", f"model.act={act}", *LONG, f"hydra.run.dir={act}"],
+            cwd=root,
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[act] = root / act
+    return runs
+
+
+@pytest.mark.parametrize(
+    "launcher,signum,to_group",
+    [
+        ("parallel", signal.SIGINT, True),
+        ("parallel", signal.SIGTERM, False),
+        ("basic", signal.SIGINT, True),
+        ("basic", signal.SIGTERM, False),
+    ],
+    ids=["parallel-ctrl-c", "parallel-sigterm", "basic-ctrl-c", "basic-sigterm"],
+)
+def test_interrupted_sweep_keeps_everything_and_resumes(
+    run_cli, tmp_path: Path, uninterrupted, launcher: str, signum: int, to_group: bool
+) -> None:
+    sweep = tmp_path / "sweep"
+    args = [
+        "-m",
+        "model.act=relu,selu",
+        *LONG,
+        f"hydra/launcher={launcher}",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    proc = start_cli(*args, cwd=tmp_path)
+    wait_for(lambda: epochs_written(sweep / "0") >= 2, proc)
+    (os.killpg if to_group else os.kill)(proc.pid, signum)
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 128 + signum, err[-3000:]
+    name = signal.Signals(signum).name
+    assert err.strip().splitlines()[-1] == (
+        f"mlp_sweep: interrupted ({name}); 0 of 2 runs finished; summary: {sweep}/summary.csv; "
+        f"resume with: python -m mlp_sweep --resume {sweep}"
+    )
+    assert "Traceback" not in out + err
+    assert group_gone(proc.pid), "a worker outlived the command"
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert frame["status"][0] == "interrupted"
+    record = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert record["error"].startswith(f"interrupted by {name} after epoch ")
+    assert 2 <= record["epochs_done"] < 8
+
+    result = run_cli("--resume", str(sweep))
+    assert result.returncode == 0, result.stderr[-3000:]
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert frame["status"].tolist() == ["ok", "ok"]
+    resumed = json.loads((sweep / "0" / "metrics.json").read_text())
+    assert resumed["resumed_from_epoch"] >= 2
+    same_history(sweep / "0", uninterrupted["relu"])
+    same_history(sweep / "1", uninterrupted["selu"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_single_run_resumes(
+    run_cli, tmp_path: Path, uninterrupted, signum: int
+) -> None:
+    run_dir = tmp_path / "one"
+    proc = start_cli("model.act=selu", *LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    wait_for(lambda: epochs_written(run_dir) >= 2, proc)
+    os.kill(proc.pid, signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(
+        f"mlp_sweep: interrupted ({signal.Signals(signum).name}); the run's record: "
+    )
+    assert "Traceback" not in out + err
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+
+    command = last.split("resume with: ", 1)[1].split()
+    assert command[:3] == ["python", "-m", "mlp_sweep"]
+    result = run_cli(*command[3:])
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "ok" and record["resumed_from_epoch"] >= 2
+    same_history(run_dir, uninterrupted["selu"])

@@ -1,0 +1,260 @@
+"""One writer per run folder, with real processes; and a resume that replays nothing unsafe."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import cli_env, epochs_written, start_cli, wait_for
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from mlp_sweep import lock
+from mlp_sweep.resume import unsafe
+
+LONG = ["data.limit_train=20000", "data.limit_test=2000", "trainer.epochs=6"]
+COLUMNS = ["epoch", "train_loss", "test_loss", "test_acc"]
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from mlp_sweep import lock
+lock.acquire(Path(sys.argv[1]), since="2026-01-01T00:00:00+00:00")
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def hold_lock(folder: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, env=cli_env(), text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_lock_names_its_holder_and_dies_with_it(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    proc = hold_lock(folder)
+    try:
+        holder = lock.holder(folder)
+        assert holder is not None and holder.pid == proc.pid
+        assert str(holder).startswith(f"pid {proc.pid} on ") and "since 2026-01-01" in str(holder)
+        with pytest.raises(lock.RunLocked, match=f"is being trained by pid {proc.pid} on "):
+            lock.acquire(folder, since="now")
+    finally:
+        proc.kill()
+        proc.wait()
+    # SIGKILL left the file but not the lock: the kernel dropped it with the process.
+    assert (folder / lock.LOCK_FILE).exists()
+    assert lock.holder(folder) is None
+    with lock.holding(folder, since="now"):
+        assert lock.holder(folder) is not None  # ours now, and asking did not drop it
+        assert lock.holder(folder) is not None
+        with lock.holding(folder, since="again"):  # re-entrant
+            pass
+        probe = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pathlib import Path; from mlp_sweep import lock;"
+                " print(lock.holder(Path(sys.argv[1])).pid)",
+                str(folder),
+            ],
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert int(probe.stdout) == os.getpid()  # still held after the inner block
+    assert lock.holder(folder) is None
+
+
+def killed_sweep(tmp_path: Path) -> Path:
+    """A 3-run sweep SIGKILLed while its first runs are mid-way."""
+    sweep = tmp_path / "killed"
+    proc = start_cli(
+        "-m",
+        "model.act=relu,selu,softplus",
+        *LONG,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        stdout=None,
+    )
+    wait_for(lambda: epochs_written(sweep / "0") >= 1, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return sweep
+
+
+def epoch_lines(log: Path) -> list[int]:
+    return [
+        int(line.split("epoch ")[1].split("/")[0])
+        for line in log.read_text().splitlines()
+        if "] - epoch " in line
+    ]
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "basic"])
+def test_two_resumes_at_once_train_each_run_once(tmp_path: Path, launcher: str) -> None:
+    sweep = killed_sweep(tmp_path)
+    extra = [f"hydra/launcher={launcher}"]
+    procs = [start_cli("--resume", str(sweep), *extra, cwd=tmp_path) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert set(codes) <= {0, 1}, outputs
+    for code, (out, err) in zip(codes, outputs, strict=True):
+        assert "Traceback" not in out + err
+        if code == 1:  # it backed off a run the other one was training, and said so
+            assert "is being trained by pid" in out + err
+    # Every epoch of every run was trained exactly once, across the kill and both resumes.
+    for n in range(3):
+        assert sorted(epoch_lines(sweep / str(n) / "mlp_sweep.log")) == [1, 2, 3, 4, 5, 6], n
+    result = subprocess.run(
+        [sys.executable, "-m", "mlp_sweep.summary", str(sweep)],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0
+    assert pd.read_csv(sweep / "summary.csv")["status"].tolist() == ["ok"] * 3
+    # And each ends where one uninterrupted run ends.
+    reference = tmp_path / "reference"
+    done = subprocess.run(
+        [sys.executable, "-m", "mlp_sweep", "model.act=relu", *LONG, f"hydra.run.dir={reference}"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(sweep / "0" / "history.csv")[COLUMNS],
+        pd.read_csv(reference / "history.csv")[COLUMNS],
+        check_exact=True,
+    )
+
+
+def test_a_folder_being_trained_is_left_alone(tmp_path: Path) -> None:
+    sweep = tmp_path / "busy"
+    args = ["-m", "model.act=relu", *LONG, f"hydra.sweep.dir={sweep}"]
+    first = start_cli(*args, cwd=tmp_path)
+    wait_for(lambda: epochs_written(sweep / "0") >= 1, first)
+    trainer = json.loads((sweep / "0" / "metrics.json").read_text())["pid"]
+    hydra_files = {p: p.stat().st_mtime_ns for p in (sweep / "0" / ".hydra").iterdir()}
+    log_before = (sweep / "0" / "mlp_sweep.log").read_text()
+
+    second = subprocess.run(
+        [sys.executable, "-m", "mlp_sweep", *args],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 1, second.stderr[-3000:]
+    said = second.stdout + second.stderr
+    assert f"{sweep / '0'} is being trained by pid {trainer} on " in said
+    assert "Traceback" not in said
+    # The second command wrote nothing into the folder: not Hydra's files, not the log.
+    assert {p: p.stat().st_mtime_ns for p in (sweep / "0" / ".hydra").iterdir()} == hydra_files
+    assert "left alone" not in (sweep / "0" / "mlp_sweep.log").read_text()
+    assert (sweep / "0" / "mlp_sweep.log").read_text().startswith(log_before)
+    assert pd.read_csv(sweep / "summary.csv")["status"].tolist() == ["running elsewhere"]
+
+    out, err = first.communicate(timeout=240)
+    assert first.returncode == 0, err[-3000:]
+    assert pd.read_csv(sweep / "summary.csv")["status"].tolist() == ["ok"]
+    assert sorted(epoch_lines(sweep / "0" / "mlp_sweep.log")) == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_lock_left_by_a_killed_process_is_not_stale(run_cli, tmp_path: Path) -> None:
+    run_dir = tmp_path / "one"
+    proc = start_cli("model.act=selu", *LONG, f"hydra.run.dir={run_dir}", cwd=tmp_path, stdout=None)
+    wait_for(lambda: epochs_written(run_dir) >= 1, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads((run_dir / lock.LOCK_FILE).read_text())["pid"] == proc.pid
+    started = time.monotonic()
+    result = run_cli("model.act=selu", *LONG, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["status"] == "ok" and record["resumed_from_epoch"] >= 1
+    assert time.monotonic() - started < 60  # nobody waited for a lock
+
+
+DANGEROUS = [
+    "hydra.callbacks.evil._target_=os.system",
+    "+hydra.callbacks.evil._target_=builtins.print",
+    "hydra.launcher._target_=os.system",
+    "hydra.sweeper._target_=os.system",
+    "hydra/launcher=joblib",
+    "hydra/job_logging=colorlog",
+    "hydra.job_logging.handlers.file.class=logging.FileHandler",
+    "+model.extra={_target_: os.system}",
+    "hydra.sweeper.params.hydra.callbacks.x=y",
+]
+SAFE = [
+    "model.act=relu,selu",
+    "optim=adam",
+    "data=synthetic",
+    "experiment=tutorial",
+    "hparams_search=optuna",
+    "optim.lr=0.1",
+    "hydra/launcher=basic",
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.n_jobs=1",
+    "hydra/sweeper=mlp_sweep_optuna",
+    "hydra.sweeper.n_trials=8",
+    "hydra.sweeper.params.optim.lr=tag(log, interval(0.01, 0.1))",
+    "hydra.job.chdir=false",
+    "hydra.verbose=true",
+]
+
+
+@pytest.mark.parametrize("override", DANGEROUS)
+def test_resume_refuses_what_can_run_code(override: str) -> None:
+    assert unsafe(override, OverridesParser.create())
+
+
+@pytest.mark.parametrize("override", SAFE)
+def test_resume_replays_the_projects_own_keys(override: str) -> None:
+    assert not unsafe(override, OverridesParser.create())
+
+
+def test_crafted_folder_is_refused_in_one_line(run_cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "theirs"
+    made = run_cli(
+        "-m",
+        "model.act=relu",
+        "data=synthetic",
+        "data.n_train=200",
+        "trainer.epochs=1",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    saved = yaml.safe_load((sweep / "multirun.yaml").read_text())
+    evil = "+hydra.callbacks.evil._target_=hydra.experimental.callback.Callback"
+    saved["hydra"]["overrides"]["hydra"].append(evil)
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(saved))
+    before = (sweep / "0" / "metrics.json").read_bytes()
+
+    result = run_cli("--resume", str(sweep))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"mlp_sweep: error: --resume={sweep}: {sweep}/multirun.yaml asks for '{evil}', which can "
+        f"run code, so it is not replayed; if you trust it, give it yourself: python -m mlp_sweep "
+        f"--resume {sweep} '{evil}'"
+    ]
+    assert (sweep / "0" / "metrics.json").read_bytes() == before
+    # Given explicitly, it is the user's own choice: accepted.
+    result = run_cli("--resume", str(sweep), evil)
+    assert result.returncode == 0, result.stderr[-3000:]

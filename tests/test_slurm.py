@@ -1,0 +1,132 @@
+"""hydra/launcher=slurm against a real one-node SLURM cluster that these tests start.
+
+The cluster (munge, MariaDB, slurmdbd, slurmctld, slurmd on 127.0.0.1) lives in a temporary
+folder for this module and is stopped by its pids afterwards; .ci/install-slurm.sh installs the
+Debian packages. The module skips, saying why, only where those packages are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, cli_env, epochs_written, wait_for
+
+sys.path.insert(0, str(ROOT / "tests" / "cluster"))
+import slurm_cluster  # noqa: E402
+
+SUBSET = ["data.limit_train=2000", "data.limit_test=500", "trainer.epochs=2"]
+SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10"]
+
+
+@pytest.fixture(scope="module")
+def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    reason = slurm_cluster.available()
+    if reason is not None:
+        pytest.skip(f"no SLURM here ({reason}); bash .ci/install-slurm.sh installs it")
+    pytest.importorskip(
+        "hydra_plugins.hydra_submitit_launcher",
+        reason="needs the extra: pip install -e '.[cluster]'",
+    )
+    workdir = tmp_path_factory.mktemp("slurm")
+    env = slurm_cluster.start(workdir)
+    try:
+        yield {**cli_env(), **env}
+    finally:
+        slurm_cluster.stop(workdir)
+
+
+def sweep_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mlp_sweep", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_activation_sweep_runs_as_a_slurm_array(slurm_env, tmp_path: Path) -> None:
+    sweep = tmp_path / "acts"
+    args = ["-m", "model.act=relu,leaky,selu,softplus", *SUBSET, *SLURM, f"hydra.sweep.dir={sweep}"]
+    result = sweep_cli(args, tmp_path, slurm_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert frame["model.act"].tolist() == ["relu", "leaky", "selu", "softplus"]
+    assert frame["status"].tolist() == ["ok"] * 4
+    records = [json.loads((sweep / str(n) / "metrics.json").read_text()) for n in range(4)]
+    array_ids = {r["slurm_job"].split("_")[0] for r in records}
+    assert len(array_ids) == 1, array_ids  # one array job, one task per run
+    assert sorted(int(r["slurm_job"].split("_")[1]) for r in records) == [0, 1, 2, 3]
+    assert all(r["threads"] == 1 for r in records)  # cpus_per_task follows the thread budget
+    # The console names each job's SLURM log, and the logs are there.
+    log = sweep / ".submitit" / f"{records[0]['slurm_job']}"
+    assert str(log) in result.stdout + result.stderr
+    assert any(log.glob("*_log.out"))
+    # Same numbers as the same runs on this machine's default launcher: SLURM changes nothing.
+    local = tmp_path / "local"
+    result = sweep_cli(
+        ["-m", "model.act=relu,leaky,selu,softplus", *SUBSET, f"hydra.sweep.dir={local}"],
+        tmp_path,
+        cli_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert pd.read_csv(local / "summary.csv")["test_acc"].tolist() == frame["test_acc"].tolist()
+
+
+def test_scancel_mid_run_then_resume_through_slurm(slurm_env, tmp_path: Path) -> None:
+    sweep = tmp_path / "cancelled"
+    long = ["data.limit_train=20000", "data.limit_test=2000", "trainer.epochs=6"]
+    args = ["-m", "model.act=relu,selu", *long, *SLURM, f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlp_sweep", *args],
+        cwd=tmp_path,
+        env=slurm_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: epochs_written(sweep / "1") >= 1, proc, timeout=120)
+        job = json.loads((sweep / "1" / "metrics.json").read_text())["slurm_job"]
+        subprocess.run(["scancel", job], env=slurm_env, check=True)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    assert proc.returncode == 1, err[-3000:]
+    assert f"SLURM job {job} ended without a result" in err + out
+    assert (
+        err.strip().splitlines()[-1].startswith("mlp_sweep: 1 of 2 runs failed or did not finish")
+    )
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert frame["status"][0] == "ok"
+    assert frame["status"][1] in ("interrupted", "incomplete"), frame["status"][1]
+    assert 1 <= frame["epochs_done"][1] < 6
+
+    result = sweep_cli(["--resume", str(sweep)], tmp_path, slurm_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming: 1 of 2 runs already finished" in result.stdout
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert frame["status"].tolist() == ["ok", "ok"]
+    resumed = json.loads((sweep / "1" / "metrics.json").read_text())
+    assert resumed["resumed_from_epoch"] >= 1 and resumed["slurm_job"] != job
+
+    # The resumed run ends exactly where an uninterrupted run of the same seed ends.
+    reference = tmp_path / "reference"
+    result = sweep_cli(["model.act=selu", *long, f"hydra.run.dir={reference}"], tmp_path, cli_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    columns = ["epoch", "train_loss", "test_loss", "test_acc"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(sweep / "1" / "history.csv")[columns],
+        pd.read_csv(reference / "history.csv")[columns],
+        check_exact=True,
+    )
