@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlp_sweep.config import Config
 from mlp_sweep.errors import ConfigError
 from mlp_sweep.preflight import CONF_DIR
+
 # Hydra options that are not overrides; the saved ones must not be replayed.
 NOT_REPLAYED = ("hydra.sweep.dir=", "hydra.mode=")
 # Launchers and sweepers a resume may switch to: Hydra's built-in ones and this project's.

@@ -27,6 +27,8 @@ from mlp_sweep.record import METRICS_FILE, read_metrics, write_bytes_atomic
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.csv"
+STUDY_FILE = "optuna.db"  # hparams_search=optuna keeps its study here
+TRIAL = "trial"
 BY_CONFIG_FILE = "summary_by_config.csv"
 METRIC_COLUMNS = [
     "status",
@@ -132,7 +134,14 @@ def build_summary(sweep_dir: Path) -> pd.DataFrame:
     # The swept keys are those whose value differs between jobs; overrides common to every job
     # (data.limit_train=2000, say) stay in each run's metrics.json rather than in the table.
     swept = [key for key in keys if frame[key].astype(str).nunique(dropna=False) > 1]
+    if (sweep_dir / STUDY_FILE).exists():  # an Optuna search: job number == trial number
+        frame[TRIAL] = [_job_number(Path(d)) for d in frame["run_dir"]]
+        swept = [TRIAL, *swept]
     return frame[swept + METRIC_COLUMNS]
+
+
+def _job_number(job_dir: Path) -> int | None:
+    return int(job_dir.name) if job_dir.name.isdigit() else None
 
 
 def override_keys(frame: pd.DataFrame) -> list[str]:

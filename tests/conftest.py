@@ -114,3 +114,14 @@ def group_gone(pgid: int, timeout: float = 10) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+@pytest.fixture
+def hydra_defaults(hydra_restore_singletons: None) -> None:
+    """Hydra's launcher suites expect a process where no version_base was ever set; other
+    modules here compose with version_base="1.3". Drop it for the test (the suite's own
+    singleton fixture puts it back)."""
+    from hydra.core.singleton import Singleton
+    from hydra.version import VersionBase
+
+    Singleton._instances.pop(VersionBase, None)  # type: ignore[attr-defined]

@@ -49,6 +49,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Future Hydra versions will no lo
 SWEEPER = ["hydra/sweeper=mlp_sweep_optuna", "hydra.sweeper.n_jobs=2"]
 
 
+@pytest.mark.usefixtures("hydra_defaults")
 @pytest.mark.parametrize("launcher_name, overrides", [("basic", [*SWEEPER])])
 class TestLauncherSuite(LauncherTestSuite):
     """Hydra's launcher checks, run through this sweeper: small discrete sweeps run as grids."""
@@ -62,6 +63,7 @@ class TestLauncherSuite(LauncherTestSuite):
         pytest.param("basic", [*SWEEPER], id="tpe-whole-grid"),
     ],
 )
+@pytest.mark.usefixtures("hydra_defaults")
 class TestBatchedSuite(BatchedSweeperTestSuite):
     """group1=file1,file2 bar=100,200,300 in 3 batches of 2, in the basic sweeper's order."""
 

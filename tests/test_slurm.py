@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -130,3 +131,39 @@ def test_scancel_mid_run_then_resume_through_slurm(slurm_env, tmp_path: Path) ->
         pd.read_csv(reference / "history.csv")[columns],
         check_exact=True,
     )
+
+
+def test_ctrl_c_on_the_submitting_command_cancels_its_slurm_jobs(slurm_env, tmp_path: Path) -> None:
+    sweep = tmp_path / "stopped"
+    long = ["data.limit_train=20000", "data.limit_test=2000", "trainer.epochs=8"]
+    args = ["-m", "model.act=relu,selu", *long, *SLURM, f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlp_sweep", *args],
+        cwd=tmp_path,
+        env=slurm_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: min(epochs_written(sweep / n) for n in "01") >= 1, proc, timeout=120)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("mlp_sweep: interrupted (SIGINT); 0 of 2 runs")
+    assert "cancelled the sweep's SLURM jobs" in out + err
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert frame["status"].tolist() == ["interrupted", "interrupted"]
+    queue = subprocess.run(
+        ["squeue", "-h", "-o", "%i"], env=slurm_env, capture_output=True, text=True, check=True
+    )
+    jobs = {json.loads((sweep / n / "metrics.json").read_text())["slurm_job"] for n in "01"}
+    assert not jobs & set(queue.stdout.split()), queue.stdout
+
+    result = sweep_cli(["--resume", str(sweep)], tmp_path, slurm_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert pd.read_csv(sweep / "summary.csv")["status"].tolist() == ["ok", "ok"]

@@ -5,9 +5,11 @@ Thin by design: the pool is mlp_sweep.launch.pool, the job is mlp_sweep.launch.j
 
 from __future__ import annotations
 
+import atexit
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 class ParallelLauncher(Launcher):
     def __init__(self, n_jobs: int | None = None) -> None:
         self.n_jobs = n_jobs
+        self._pool: Any = None  # mlp_sweep.launch.pool.Pool, kept across launches
+        self._pool_shape: tuple[int, int] | None = None
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None
@@ -55,7 +59,7 @@ class ParallelLauncher(Launcher):
     ) -> Sequence[JobReturn]:
         from mlp_sweep import threads
         from mlp_sweep.launch.jobs import HydraJobs, is_mlp_sweep_task
-        from mlp_sweep.launch.pool import run_jobs
+        from mlp_sweep.launch.pool import Pool
 
         assert self.config and self.hydra_context and self.task_function
         setup_globals()
@@ -70,13 +74,17 @@ class ParallelLauncher(Launcher):
         )
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-        jobs = HydraJobs(self.hydra_context, self.task_function, self.config, Singleton.get_state())
-        answers = run_jobs(
-            [list(o) for o in job_overrides],
-            _Numbered(jobs, initial_job_idx),
-            workers,
-            env={threads.ENV: str(per_job)},
-        )
+        if self._pool is None or self._pool_shape != (workers, per_job):
+            if self._pool is not None:
+                self._pool.close()
+            jobs = HydraJobs(
+                self.hydra_context, self.task_function, self.config, Singleton.get_state()
+            )
+            self._pool = Pool(jobs, workers, env={threads.ENV: str(per_job)})
+            self._pool_shape = (workers, per_job)
+            atexit.register(self._pool.close)
+        numbered = enumerate(job_overrides, start=initial_job_idx)
+        answers = self._pool.run([(idx, list(overrides)) for idx, overrides in numbered])
         ours = is_mlp_sweep_task(self.task_function)
         returns = []
         for idx, (overrides, (kind, value)) in enumerate(
@@ -92,14 +100,3 @@ class ParallelLauncher(Launcher):
                 ret.status, ret.return_value = JobStatus.COMPLETED, None
             returns.append(ret)
         return returns
-
-
-class _Numbered:
-    """Job i of this batch is Hydra job initial + i (its number and folder)."""
-
-    def __init__(self, jobs: object, initial: int) -> None:
-        self.jobs, self.initial = jobs, initial
-
-    def __call__(self, index: int, overrides: Sequence[str]) -> JobReturn:
-        result: JobReturn = self.jobs(self.initial + index, overrides)  # type: ignore[operator]
-        return result

@@ -136,10 +136,7 @@ else:
             try:
                 return [self._result(n, job, ours) for n, job in zip(numbers, jobs, strict=True)]
             except KeyboardInterrupt:
-                for job in jobs:
-                    if not job.done():
-                        job.cancel(check=False)  # SLURM sends each run SIGTERM: it records itself
-                log.warning(f"cancelled the sweep's SLURM jobs ({jobs[0].job_id.split('_')[0]})")
+                _cancel(jobs)
                 raise
 
         def _result(self, number: int, job: Any, ours: bool) -> JobReturn:
@@ -159,6 +156,29 @@ else:
             ret = JobReturn(overrides=[], cfg=self.config, status=JobStatus.COMPLETED)
             ret.return_value = None
             return ret
+
+
+def _cancel(jobs: list[Any], wait_s: float = 60.0) -> None:
+    """scancel the sweep's unfinished jobs and wait (bounded) until SLURM has ended them: each
+    run gets SIGTERM and records itself `interrupted`, and none is left in the queue when the
+    command exits."""
+    import subprocess
+    import time
+
+    for job in jobs:
+        if not job.done():
+            job.cancel(check=False)
+    ids = sorted({job.job_id.split("_")[0] for job in jobs})
+    log.warning(f"cancelled the sweep's SLURM jobs ({', '.join(ids)})")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        queue = subprocess.run(
+            ["squeue", "-h", "-o", "%i", "-j", ",".join(ids)], capture_output=True, text=True
+        )
+        if queue.returncode == 0 and not queue.stdout.strip():
+            return
+        time.sleep(1.0)
+    log.warning("SLURM had not ended every job after %.0f s; see squeue", wait_s)
 
 
 def _log_of(job: Any) -> Path:

@@ -54,14 +54,14 @@ def _worker(conn: Connection, env: dict[str, str], init: bytes) -> None:
     stop_on_signals()
     os.environ.update(env)
     try:
-        execute: Callable[[int, Any], Any] = cloudpickle.loads(init)
+        execute: Callable[..., Any] = cloudpickle.loads(init)
         while True:
             message = conn.recv()
             if message is None:
                 return
             index, payload = message
             try:
-                answer = ("ok", execute(index, cloudpickle.loads(payload)))
+                answer = ("ok", execute(*cloudpickle.loads(payload)))
             except Exception as err:  # the app's own failure: the parent decides
                 answer = ("error", err)
             try:
@@ -79,77 +79,97 @@ class _Slot:
     index: int | None = None  # the job it runs, if any
 
 
-def run_jobs(
-    payloads: Sequence[Any],
-    execute: Callable[[int, Any], Any],
-    workers: int,
-    env: dict[str, str] | None = None,
-) -> list[tuple[str, Any]]:
-    """Run execute(i, payloads[i]) for every i on `workers` processes.
+class Pool:
+    """`workers` processes that run execute(*payload) for each payload given to run().
 
-    Returns, in job order, ("ok", result), ("error", exception) or ("lost", Lost).
+    Workers start on first use and stay for later run() calls (an Optuna search launches a
+    batch at a time), until close(); a worker that died is replaced on the next job.
     """
-    ctx = multiprocessing.get_context("spawn")
-    init = cloudpickle.dumps(execute)
-    todo = deque(enumerate(payloads))
-    results: dict[int, tuple[str, Any]] = {}
-    slots: list[_Slot] = []
 
-    def start() -> _Slot:
-        parent_end, child_end = ctx.Pipe()
-        process = ctx.Process(
-            target=_worker, args=(child_end, dict(env or {}), init), name="mlp_sweep-worker"
+    def __init__(
+        self, execute: Callable[..., Any], workers: int, env: dict[str, str] | None = None
+    ) -> None:
+        self.workers, self.env = workers, dict(env or {})
+        self._init = cloudpickle.dumps(execute)
+        self._ctx = multiprocessing.get_context("spawn")
+        self._slots: list[_Slot] = []
+
+    def _start(self) -> _Slot:
+        parent_end, child_end = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=_worker, args=(child_end, self.env, self._init), name="mlp_sweep-worker"
         )
         process.start()
         child_end.close()
-        return _Slot(process, parent_end)
+        slot = _Slot(process, parent_end)
+        self._slots.append(slot)
+        return slot
 
-    def feed(slot: _Slot) -> None:
-        if todo:
-            slot.index, payload = todo.popleft()
-            slot.conn.send((slot.index, cloudpickle.dumps(payload)))
-        else:
+    def run(self, payloads: Sequence[tuple[Any, ...]]) -> list[tuple[str, Any]]:
+        """Every payload's answer, in order: ("ok", result), ("error", exc) or ("lost", Lost).
+
+        On KeyboardInterrupt (or any error here) every worker is stopped before re-raising.
+        """
+        todo = deque(enumerate(payloads))
+        results: dict[int, tuple[str, Any]] = {}
+
+        def feed(slot: _Slot) -> None:
             slot.index = None
-            slot.conn.send(None)
+            if todo:
+                slot.index, payload = todo.popleft()
+                slot.conn.send((slot.index, cloudpickle.dumps(payload)))
 
-    try:
-        for _ in range(min(workers, len(todo))):
-            slot = start()
-            slots.append(slot)
-            feed(slot)
-        while any(slot.index is not None for slot in slots):
-            busy = [slot for slot in slots if slot.index is not None]
-            ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy])
-            for slot in busy:
-                if slot.conn in ready and slot.conn.poll():
-                    index, kind, value = cloudpickle.loads(slot.conn.recv_bytes())
-                    results[index] = (kind, value)
-                    feed(slot)
-                elif slot.process.sentinel in ready and not slot.conn.poll():
-                    assert slot.index is not None
-                    slot.process.join()
-                    results[slot.index] = ("lost", Lost(slot.index, slot.process.exitcode))
-                    slots.remove(slot)
-                    if todo:  # a replacement carries on with the rest
-                        fresh = start()
-                        slots.append(fresh)
-                        feed(fresh)
-    except BaseException as err:
-        _stop(slots, getattr(err, "signum", signal.SIGINT))
-        raise
-    for slot in slots:
-        slot.process.join(timeout=STOP_GRACE_SECONDS)
-    return [results[i] for i in range(len(payloads))]
+        for slot in [s for s in self._slots if not s.process.is_alive()]:
+            slot.process.join()  # died while idle: replaced below
+            self._slots.remove(slot)
+        try:
+            for slot in self._slots:
+                feed(slot)
+            while todo and len(self._slots) < self.workers:
+                feed(self._start())
+            while any(slot.index is not None for slot in self._slots):
+                busy = [slot for slot in self._slots if slot.index is not None]
+                ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy])
+                for slot in busy:
+                    if slot.conn in ready and slot.conn.poll():
+                        index, kind, value = cloudpickle.loads(slot.conn.recv_bytes())
+                        results[index] = (kind, value)
+                        feed(slot)
+                    elif slot.process.sentinel in ready and not slot.conn.poll():
+                        assert slot.index is not None
+                        slot.process.join()
+                        results[slot.index] = ("lost", Lost(slot.index, slot.process.exitcode))
+                        self._slots.remove(slot)
+                        if todo:  # a replacement carries on with the rest
+                            feed(self._start())
+        except BaseException as err:
+            self.stop(getattr(err, "signum", signal.SIGINT))
+            raise
+        return [results[i] for i in range(len(payloads))]
 
+    def close(self) -> None:
+        """Let idle workers exit (they finish nothing: run() has returned)."""
+        for slot in self._slots:
+            try:
+                slot.conn.send(None)
+            except OSError:
+                pass
+        for slot in self._slots:
+            slot.process.join(timeout=STOP_GRACE_SECONDS)
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join()
+        self._slots.clear()
 
-def _stop(slots: list[_Slot], signum: int) -> None:
-    """Signal every live worker, wait for them to record and exit, SIGKILL stragglers."""
-    for slot in slots:
-        if slot.process.is_alive() and slot.process.pid is not None:
-            os.kill(slot.process.pid, signum)
-    for slot in slots:
-        slot.process.join(timeout=STOP_GRACE_SECONDS)
-        if slot.process.is_alive():
-            log.warning("worker %s did not stop; killed", slot.process.pid)
-            slot.process.kill()
-            slot.process.join()
+    def stop(self, signum: int) -> None:
+        """Signal every live worker, wait for them to record and exit, SIGKILL stragglers."""
+        for slot in self._slots:
+            if slot.process.is_alive() and slot.process.pid is not None:
+                os.kill(slot.process.pid, signum)
+        for slot in self._slots:
+            slot.process.join(timeout=STOP_GRACE_SECONDS)
+            if slot.process.is_alive():
+                log.warning("worker %s did not stop; killed", slot.process.pid)
+                slot.process.kill()
+                slot.process.join()
+        self._slots.clear()
