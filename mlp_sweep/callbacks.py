@@ -8,19 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mlp_sweep.summary import (
-    SUMMARY_FILE,
-    SummaryError,
-    count_failed,
-    format_table,
-    write_summary,
-)
+if TYPE_CHECKING:
+    import pandas as pd
+
+# mlp_sweep.summary (pandas: 0.2 s to import) is imported where a summary is written, not here:
+# every worker process imports this module with the task, and never writes a summary.
 
 
 @dataclass
@@ -39,6 +36,14 @@ class SummaryCallback(Callback):
         ACTIVE.sweep_dir = Path(config.hydra.sweep.dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlp_sweep.summary import (
+            SUMMARY_FILE,
+            SummaryError,
+            count_failed,
+            format_table,
+            write_summary,
+        )
+
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             frame = write_summary(sweep_dir)
@@ -58,6 +63,8 @@ class SummaryCallback(Callback):
 
 def summarize_interrupted(sweep_dir: Path) -> pd.DataFrame | None:
     """summary.csv of what an interrupted sweep kept, or None when it kept nothing."""
+    from mlp_sweep.summary import SummaryError, write_summary
+
     try:
         return write_summary(sweep_dir)
     except SummaryError:

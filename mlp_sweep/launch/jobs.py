@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,8 @@ def skipped(overrides: Sequence[str], config: DictConfig, why: str) -> JobReturn
     """A job that did not run here; COMPLETED so the sweep goes on, None as its value."""
     ret = JobReturn(overrides=list(overrides), cfg=config, working_dir=os.getcwd())
     ret.status, ret.return_value = JobStatus.COMPLETED, None
-    log.warning("%s", why)
+    # Printed, not logged: the job's logging is not set up (and must not write to its folder).
+    print(why, file=sys.stderr, flush=True)
     return ret
 
 
