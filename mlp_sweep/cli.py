@@ -20,11 +20,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mlp_sweep import callbacks
+from mlp_sweep import callbacks, data
+from mlp_sweep.command import check_flags, check_keys, error_line
 from mlp_sweep.config import register_configs
 from mlp_sweep.errors import ConfigMismatch, MlpSweepError
+from mlp_sweep.hydra_compat import parse_args
 from mlp_sweep.interrupt import exit_code, ignore_signals, signal_name, signals_raise
-from mlp_sweep.preflight import CONF_DIR, error_line, preflight, to_config
+from mlp_sweep.preflight import CONF_DIR, preflight, to_config
 from mlp_sweep.record import FINISHED
 from mlp_sweep.resume import quote, resume_argv
 from mlp_sweep.runner import RUNNING_ELSEWHERE, JobInfo, run
@@ -43,6 +45,15 @@ def hydra_main(cfg: DictConfig) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     if hc.mode == RunMode.RUN:
         callbacks.ACTIVE.run_dir = run_dir
+    try:
+        check_keys(cfg)  # preflight did for a basic sweep; not for another sweeper's trials
+    except MlpSweepError as err:
+        if hc.mode == RunMode.RUN:
+            raise SystemExit(f"mlp_sweep: error: {err}") from None
+        raise
+    # With hydra.job.chdir=true the job runs in its folder: a relative data.root still means
+    # the folder the command was started from, as preflight read it.
+    data.ORIGIN = Path(hydra.utils.get_original_cwd())
     try:
         record = run(to_config(cfg), run_dir, job)
     except ConfigMismatch as err:  # preflight catches this first; a custom subdir may not
@@ -66,6 +77,7 @@ def main() -> None:
     register_configs()
     try:
         argv = resume_argv(sys.argv[1:])
+        check_flags(parse_args(argv))
         prior = preflight(argv)
     except Exception as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -85,6 +97,11 @@ def main() -> None:
     try:
         with signals_raise():
             hydra_main()
+    except (MlpSweepError, ValueError, OSError) as err:  # Hydra's own, raised outside its report
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"mlp_sweep: error: {error_line(err)}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt as err:
         ignore_signals()
         print(
@@ -115,7 +132,14 @@ def _after_interrupt(argv: list[str], planned: int) -> str:
 
 
 def _is_hydra_error(err: BaseException) -> bool:
-    return type(err).__module__.split(".")[0] in ("hydra", "omegaconf")
+    """Raised by Hydra or OmegaConf (their own types, or a bare one from inside their code)."""
+    if type(err).__module__.split(".")[0] in ("hydra", "omegaconf"):
+        return True
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    return any(f"{os.sep}{pkg}{os.sep}" in where for pkg in ("hydra", "omegaconf"))
 
 
 if __name__ == "__main__":

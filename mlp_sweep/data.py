@@ -63,8 +63,16 @@ class Data:
         return int(self.x_train.shape[1])
 
 
+# The folder a relative data.root is relative to: the command's starting folder, which the
+# entry point sets (a job may run elsewhere with hydra.job.chdir=true); None: the current one.
+ORIGIN: Path | None = None
+
+
 def data_root(cfg: DataConfig) -> Path:
-    return Path(cfg.root).expanduser() if cfg.root else DATA_DIR
+    if not cfg.root:
+        return DATA_DIR
+    root = Path(cfg.root).expanduser()
+    return ORIGIN / root if ORIGIN is not None and not root.is_absolute() else root
 
 
 def raw_dir(cfg: DataConfig) -> Path:

@@ -1,0 +1,41 @@
+"""Every piece of Hydra that is not public API and that mlp_sweep relies on, in one place.
+
+The pre-launch check must read a command line as Hydra will (its argument parser) and expand a
+sweep into jobs as Hydra's basic sweeper will (its split_arguments, and glob() through the
+config loader). Neither is exported by Hydra 1.3; tests/test_hydra_compat.py checks each use
+against the Hydra installed, so a release that changes them fails there first.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra._internal.utils import get_args_parser
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+
+# hydra.sweeper._target_ of Hydra's default sweeper, whose expansion preflight repeats.
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line as @hydra.main reads it (flags and overrides)."""
+    args, _ = get_args_parser().parse_known_args(list(argv))
+    return args
+
+
+def overrides_parser() -> OverridesParser:
+    """Hydra's override parser; inside an initialized Hydra (initialize_config_dir) it can also
+    expand glob() over a config group's options, as the sweeper's own parser does."""
+    hydra = GlobalHydra.instance()
+    return OverridesParser.create(
+        config_loader=hydra.config_loader() if hydra.is_initialized() else None
+    )
+
+
+def expand_grid(overrides: list[Override]) -> list[list[str]]:
+    """Every job of a basic-sweeper grid, in the order the sweeper launches them."""
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
