@@ -69,11 +69,26 @@ def check_flags(args: argparse.Namespace) -> None:
         )
     if args.config_dir and not Path(args.config_dir).is_dir():
         raise CommandError(f"-cd/--config-dir={args.config_dir}: no such folder")
-    name = args.config_name
-    if name and not args.config_dir and not args.config_path and name not in primary_configs():
+    _check_primary(args.config_name or "config", args.config_dir, args.config_path)
+
+
+def _check_primary(name: str, config_dir: str | None, config_path: str | None) -> None:
+    """The primary config must exist where Hydra will look: conf/, or -cd DIR beside it, or an
+    absolute -cp DIR instead of it (a relative -cp is Hydra's to resolve)."""
+    if config_path and not Path(config_path).is_absolute():
+        return
+    folders = [Path(config_path)] if config_path else [CONF_DIR]
+    if config_dir:
+        folders.insert(0, Path(config_dir))
+    found = sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
+    if name not in found:
+        where = " or ".join(str(f) for f in folders)
+        flag = (
+            "-cn/--config-name" if name != "config" or config_path is None else "-cp/--config-path"
+        )
         raise CommandError(
-            f"-cn/--config-name={name}: no such primary config in {CONF_DIR}; choose one of: "
-            f"{', '.join(primary_configs())}"
+            f"{flag}={name if flag.startswith('-cn') else config_path}: no primary config "
+            f"'{name}' in {where}; choose one of: {', '.join(found) or '(none there)'}"
         )
 
 
@@ -150,6 +165,9 @@ def error_line(err: BaseException) -> str:
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
         group, _, value = err.missing_cfg_file.rpartition("/")
         options = ", ".join(err.options or [])
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if not group and first.startswith("In '"):  # a defaults list names a missing config
+            return first
         if not group:
             return (
                 f"-cn/--config-name={value}: no such primary config; choose one of: "

@@ -8,6 +8,7 @@ the first run trains rather than after it.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,23 @@ class Job:
     # The folder Hydra will give the job, where it can be known before launch (the default
     # subdir, the job number); None where a custom subdir makes it unknowable here.
     run_dir: Path | None
+
+
+def search(args: argparse.Namespace) -> tuple[Path, list[str]] | None:
+    """Where Hydra will find the configs (the folder to compose from, plus a search path
+    override), or None where only Hydra can tell (a -cp relative to the app's package)."""
+    if any(o.lstrip("+").startswith("hydra.searchpath") for o in args.overrides):
+        return None
+    name = args.config_name or "config"
+    if args.config_path:
+        path = Path(args.config_path)
+        return (path, []) if path.is_absolute() else None
+    if args.config_dir:  # -cd DIR: searched before conf/, as Hydra does
+        extra = Path(args.config_dir).resolve()
+        if (extra / f"{name}.yaml").exists():
+            return extra, [f"hydra.searchpath=[file://{CONF_DIR}]"]
+        return CONF_DIR, [f"hydra.searchpath=[file://{extra}]"]
+    return CONF_DIR, []
 
 
 def plan(config_name: str, overrides: list[str], multirun: bool) -> list[Job]:
@@ -89,14 +107,16 @@ def preflight(argv: list[str]) -> list[str | None]:
     MlpSweepError, or Hydra's/OmegaConf's own composition error, for the first bad job.
     """
     args = hydra_compat.parse_args(argv)
-    if any(getattr(args, flag, None) for flag in INFO_FLAGS) or args.config_dir or args.config_path:
+    where = search(args)
+    if any(getattr(args, flag, None) for flag in INFO_FLAGS) or where is None:
         return []
+    conf_dir, extra = where
     config_name = args.config_name or "config"
     checked: set[tuple[str, str]] = set()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="mlp_sweep"):
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3", job_name="mlp_sweep"):
         multirun = bool(args.multirun) or "hydra.mode=MULTIRUN" in args.overrides
         statuses = []
-        for job in plan(config_name, list(args.overrides), multirun):
+        for job in plan(config_name, [*extra, *args.overrides], multirun):
             composed = compose(config_name, job.overrides)
             check_keys(composed)
             statuses.append(check_job(to_config(composed), job.run_dir, checked))

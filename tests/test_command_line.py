@@ -36,7 +36,7 @@ REFUSED = [
     (
         "unknown-primary-config",
         ["-cn", "nope"],
-        "-cn/--config-name=nope: no such primary config in",
+        "-cn/--config-name=nope: no primary config 'nope' in",
     ),
     (
         "missing-config-dir",
@@ -200,3 +200,20 @@ def test_experimental_rerun_of_a_saved_job(run_cli, tmp_path: Path) -> None:
     again = run_cli("--experimental-rerun", str(pickle))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "ok: test_acc" in again.stdout
+
+
+def test_config_path_and_dir_mistakes_are_one_line(run_cli, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "fast.yaml").write_text("defaults:\n  - config\n  - _self_\n")
+    cases = [
+        (["-cp", str(mine)], f"-cp/--config-path={mine}: no primary config 'config' in {mine}"),
+        (["-cp", str(mine), "-cn", "fast"], "In 'fast': Could not load 'config'."),
+        (["-cd", str(mine), "-cn", "fast", "model.act=bogus"], "model.act: Invalid value 'bogus'"),
+        (["-cd", str(mine), "-cn", "slow"], "-cn/--config-name=slow: no primary config 'slow' in"),
+    ]
+    for args, line in cases:
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and line in lines[0], (args, result.stderr)
