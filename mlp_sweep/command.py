@@ -70,6 +70,30 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.config_dir and not Path(args.config_dir).is_dir():
         raise CommandError(f"-cd/--config-dir={args.config_dir}: no such folder")
     _check_primary(args.config_name or "config", args.config_dir, args.config_path)
+    _check_extras(args.overrides)
+
+
+# Options whose plugin comes with an extra: (override, module it needs, the line to say).
+EXTRAS = [
+    (
+        "hydra/launcher=slurm",
+        "hydra_plugins.hydra_submitit_launcher",
+        "hydra/launcher=slurm needs the cluster extra: pip install -e '.[cluster]'",
+    ),
+    (
+        "hparams_search=optuna",
+        "optuna",
+        "hparams_search=optuna needs the search extra: pip install -e '.[search]'",
+    ),
+]
+
+
+def _check_extras(overrides: list[str]) -> None:
+    import importlib.util
+
+    for option, module, line in EXTRAS:
+        if option in overrides and importlib.util.find_spec(module) is None:
+            raise CommandError(line)
 
 
 def _check_primary(name: str, config_dir: str | None, config_path: str | None) -> None:

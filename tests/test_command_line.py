@@ -217,3 +217,31 @@ def test_config_path_and_dir_mistakes_are_one_line(run_cli, tmp_path: Path) -> N
         assert result.returncode == 2, (args, result.stderr[-2000:])
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and line in lines[0], (args, result.stderr)
+
+
+@pytest.mark.parametrize(
+    "override,line",
+    [
+        (
+            "hydra/launcher=slurm",
+            "hydra/launcher=slurm needs the cluster extra: pip install -e '.[cluster]'",
+        ),
+        (
+            "hparams_search=optuna",
+            "hparams_search=optuna needs the search extra: pip install -e '.[search]'",
+        ),
+    ],
+)
+def test_a_missing_extra_is_named(
+    monkeypatch: pytest.MonkeyPatch, override: str, line: str
+) -> None:
+    import importlib.util
+
+    from mlp_sweep.command import CommandError, check_flags
+    from mlp_sweep.hydra_compat import parse_args
+
+    check_flags(parse_args(["-m", override]))  # installed here: accepted
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(CommandError) as refused:
+        check_flags(parse_args(["-m", override]))
+    assert str(refused.value) == line
