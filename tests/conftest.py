@@ -125,3 +125,17 @@ def hydra_defaults(hydra_restore_singletons: None) -> None:
     from hydra.version import VersionBase
 
     Singleton._instances.pop(VersionBase, None)  # type: ignore[attr-defined]
+
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "test_loss", "test_acc"]
+
+
+def assert_same_history(run_dir: Path, reference: Path) -> None:
+    """run_dir trained exactly as reference did, epoch by epoch, to the last bit."""
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(
+        pd.read_csv(run_dir / "history.csv")[HISTORY_COLUMNS],
+        pd.read_csv(reference / "history.csv")[HISTORY_COLUMNS],
+        check_exact=True,
+    )

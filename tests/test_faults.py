@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import cli_env, epochs_written, wait_for
+from conftest import assert_same_history, cli_env, epochs_written, wait_for
 
 from mlp_sweep.config import DataConfig
 from mlp_sweep.data import DATA_DIR, IDX_FILES, prepare_raw
@@ -89,12 +89,7 @@ def test_sigkill_mid_run_then_rerun_loses_nothing(run_cli, tmp_path: Path, launc
     single = [a for a in KILL_ARGS if not a.startswith("model.act")]
     result = run_cli("model.act=softplus", *single, f"hydra.run.dir={reference}")
     assert result.returncode == 0, result.stderr[-3000:]
-    columns = ["epoch", "train_loss", "test_loss", "test_acc"]
-    pd.testing.assert_frame_equal(
-        pd.read_csv(sweep / "2" / "history.csv")[columns],
-        pd.read_csv(reference / "history.csv")[columns],
-        check_exact=True,
-    )
+    assert_same_history(sweep / "2", reference)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, cli_env, epochs_written, wait_for
+from conftest import ROOT, assert_same_history, cli_env, epochs_written, start_cli, wait_for
 
 sys.path.insert(0, str(ROOT / "tests" / "cluster"))
 import slurm_cluster  # noqa: E402
@@ -86,15 +86,7 @@ def test_scancel_mid_run_then_resume_through_slurm(slurm_env, tmp_path: Path) ->
     sweep = tmp_path / "cancelled"
     long = ["data.limit_train=20000", "data.limit_test=2000", "trainer.epochs=6"]
     args = ["-m", "model.act=relu,selu", *long, *SLURM, f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlp_sweep", *args],
-        cwd=tmp_path,
-        env=slurm_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli(*args, cwd=tmp_path, env=slurm_env)
     try:
         wait_for(lambda: epochs_written(sweep / "1") >= 1, proc, timeout=120)
         job = json.loads((sweep / "1" / "metrics.json").read_text())["slurm_job"]
@@ -125,27 +117,14 @@ def test_scancel_mid_run_then_resume_through_slurm(slurm_env, tmp_path: Path) ->
     reference = tmp_path / "reference"
     result = sweep_cli(["model.act=selu", *long, f"hydra.run.dir={reference}"], tmp_path, cli_env())
     assert result.returncode == 0, result.stderr[-3000:]
-    columns = ["epoch", "train_loss", "test_loss", "test_acc"]
-    pd.testing.assert_frame_equal(
-        pd.read_csv(sweep / "1" / "history.csv")[columns],
-        pd.read_csv(reference / "history.csv")[columns],
-        check_exact=True,
-    )
+    assert_same_history(sweep / "1", reference)
 
 
 def test_ctrl_c_on_the_submitting_command_cancels_its_slurm_jobs(slurm_env, tmp_path: Path) -> None:
     sweep = tmp_path / "stopped"
     long = ["data.limit_train=20000", "data.limit_test=2000", "trainer.epochs=8"]
     args = ["-m", "model.act=relu,selu", *long, *SLURM, f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlp_sweep", *args],
-        cwd=tmp_path,
-        env=slurm_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli(*args, cwd=tmp_path, env=slurm_env)
     try:
         wait_for(lambda: min(epochs_written(sweep / n) for n in "01") >= 1, proc, timeout=120)
         os.killpg(proc.pid, signal.SIGINT)

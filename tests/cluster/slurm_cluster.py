@@ -496,10 +496,21 @@ def _terminate(pid: int, grace_s: float) -> None:
 
 
 def _read_live_pid(layout: Layout, daemon: str) -> int | None:
-    """The pid in the daemon's pid file, if that process is alive and is that daemon."""
-    try:
-        pid = int(layout.pid_file(daemon).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+    """The pid in the daemon's pid file, if that process is alive and is that daemon.
+
+    The daemons rewrite the pid file we wrote at spawn (truncate, then write), so a read can
+    land between the two and find it empty: read again for a moment before concluding.
+    """
+    pid = None
+    for _ in range(20):
+        try:
+            pid = int(layout.pid_file(daemon).read_text().split()[0])
+            break
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, IndexError):
+            time.sleep(0.05)
+    if pid is None:
         return None
     if not _alive(pid) or _program_name(pid) not in PROGRAMS[daemon]:
         return None
