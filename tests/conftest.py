@@ -68,12 +68,17 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
-def start_cli(*args: str, cwd: Path, stdout: int | None = subprocess.PIPE) -> subprocess.Popen[str]:
+def start_cli(
+    *args: str,
+    cwd: Path,
+    stdout: int | None = subprocess.PIPE,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
     """`python -m mlp_sweep args...` in its own process group, as a terminal would run it."""
     return subprocess.Popen(
         [sys.executable, "-m", "mlp_sweep", *args],
         cwd=cwd,
-        env=cli_env(),
+        env=env or cli_env(),
         stdout=stdout,
         stderr=subprocess.PIPE if stdout is not None else subprocess.DEVNULL,
         start_new_session=True,
