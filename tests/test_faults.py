@@ -19,10 +19,10 @@ from conftest import assert_same_history, cli_env, epochs_written, wait_for
 from mlp_sweep.config import DataConfig
 from mlp_sweep.data import DATA_DIR, IDX_FILES, prepare_raw
 
-# ~0.3 s an epoch on 2 cores: long enough to be killed mid-run, short enough for the suite.
+# ~0.15 s an epoch on 2 cores: long enough to be killed mid-run, short enough for the suite.
 KILL_ARGS = [
     "model.act=relu,selu,softplus",
-    "data.limit_train=20000",
+    "data.limit_train=10000",
     "data.limit_test=2000",
     "trainer.epochs=4",
     "trainer.batch_size=100",
