@@ -93,10 +93,12 @@ def killed_sweep(tmp_path: Path) -> Path:
     return sweep
 
 
-def epoch_lines(log: Path) -> list[int]:
+def epoch_lines(log: Path | str) -> list[int]:
+    """The epochs a log reports trained (a file, or its text)."""
+    text = log.read_text() if isinstance(log, Path) else log
     return [
         int(line.split("epoch ")[1].split("/")[0])
-        for line in log.read_text().splitlines()
+        for line in text.splitlines()
         if "] - epoch " in line
     ]
 
@@ -104,6 +106,8 @@ def epoch_lines(log: Path) -> list[int]:
 @pytest.mark.parametrize("launcher", ["parallel", "basic"])
 def test_two_resumes_at_once_train_each_run_once(tmp_path: Path, launcher: str) -> None:
     sweep = killed_sweep(tmp_path)
+    logs = [sweep / str(n) / "mlp_sweep.log" for n in range(3)]
+    before = [log.read_text() if log.exists() else "" for log in logs]
     extra = [f"hydra/launcher={launcher}"]
     procs = [start_cli("--resume", str(sweep), *extra, cwd=tmp_path) for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in procs]
@@ -113,9 +117,13 @@ def test_two_resumes_at_once_train_each_run_once(tmp_path: Path, launcher: str) 
         assert "Traceback" not in out + err
         if code == 1:  # it backed off a run the other one was training, and said so
             assert "is being trained by pid" in out + err
-    # Every epoch of every run was trained exactly once, across the kill and both resumes.
-    for n in range(3):
-        assert sorted(epoch_lines(sweep / str(n) / "mlp_sweep.log")) == [1, 2, 3, 4, 5, 6], n
+    # Between them, the two resumes trained every epoch the kill left undone exactly once:
+    # from the run's checkpoint on, with no epoch trained by both.
+    for n, (log, old) in enumerate(zip(logs, before, strict=True)):
+        text = log.read_text()
+        assert text.startswith(old)
+        resumed = json.loads((sweep / str(n) / "metrics.json").read_text())["resumed_from_epoch"]
+        assert sorted(epoch_lines(text[len(old) :])) == list(range((resumed or 0) + 1, 7)), n
     result = subprocess.run(
         [sys.executable, "-m", "mlp_sweep.summary", str(sweep)],
         env=cli_env(),
