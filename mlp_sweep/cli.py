@@ -27,9 +27,9 @@ from mlp_sweep.errors import ConfigMismatch, MlpSweepError
 from mlp_sweep.hydra_compat import parse_args
 from mlp_sweep.interrupt import exit_code, ignore_signals, signal_name, signals_raise
 from mlp_sweep.preflight import CONF_DIR, preflight, to_config
-from mlp_sweep.record import FINISHED
+from mlp_sweep.record import FINISHED, RUNNING_ELSEWHERE
 from mlp_sweep.resume import quote, resume_argv
-from mlp_sweep.runner import RUNNING_ELSEWHERE, JobInfo, run
+from mlp_sweep.runner import JobInfo, run
 
 
 # An absolute path: Hydra would read "../conf" as a Python package when started as a console

@@ -120,14 +120,27 @@ def _schema() -> DictConfig:
     return OmegaConf.structured(Config)
 
 
+_ABSENT = object()
+
+
+def schema_node(key: str) -> object:
+    """The schema's node at a dotted key (a section or a field's value), or _ABSENT."""
+    node: object = _schema()
+    for part in key.split(".") if key else []:
+        if not isinstance(node, DictConfig) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+def in_schema(key: str) -> bool:
+    return schema_node(key) is not _ABSENT
+
+
 def _schema_keys(full_key: str) -> list[str]:
     """The keys allowed beside `full_key` in the schema, for 'no such key' messages."""
-    node: object = _schema()
-    for part in full_key.split(".")[:-1]:
-        if not isinstance(node, DictConfig) or part not in node:
-            return []
-        node = node[part]
-    return [str(k) for k in node] if isinstance(node, DictConfig) else []
+    parent = schema_node(full_key.rpartition(".")[0])
+    return [str(k) for k in parent] if isinstance(parent, DictConfig) else []
 
 
 def check_keys(cfg: DictConfig) -> None:
@@ -158,11 +171,7 @@ def _is_enum(kind: object) -> bool:
 
 def _section_hint(key: str, value: object) -> str | None:
     """For `model=relu`: the key in that section that takes such a value, if one does."""
-    node = _schema()
-    for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
-            return None
-        node = node[part]
+    node = schema_node(key)
     if not isinstance(node, DictConfig):
         return None
     keys = [str(k) for k in node]

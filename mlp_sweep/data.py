@@ -222,7 +222,7 @@ def _cache_file(cfg: DataConfig) -> Path | None:
 
 
 def _decode(cfg: DataConfig) -> dict[str, Tensor]:
-    prepare_raw(cfg)
+    """The raw files (which prepare_raw has readied) as normalized tensors on the CPU."""
     images, y_train = _load_torchvision(cfg, train=True)
     x_train = _to_features(images, cfg)
     images, y_test = _load_torchvision(cfg, train=False)
@@ -249,6 +249,30 @@ def _save_cache(path: Path, tensors: dict[str, Tensor]) -> None:
         raise
 
 
+def _build(cfg: DataConfig, path: Path | None) -> dict[str, Tensor]:
+    """Decode the (checked) raw files and keep the result at path for the next job."""
+    tensors = _decode(cfg)
+    if path is not None:
+        try:
+            _save_cache(path, tensors)
+        except OSError:  # a read-only or full cache costs speed, never the run
+            pass
+    return tensors
+
+
+def _load_cache(path: Path) -> dict[str, Tensor] | None:
+    """The cache entry, memory-mapped, or None when it is missing or damaged (then rebuilt)."""
+    if not path.exists():
+        return None
+    try:
+        tensors: dict[str, Tensor] = torch.load(
+            path, map_location="cpu", weights_only=True, mmap=True
+        )
+    except Exception:
+        return None
+    return tensors
+
+
 def ensure_cached(cfg: DataConfig) -> None:
     """Check the raw files (md5 for MNIST) and build the cache entry if it is missing: done
     once per command before any job starts, so jobs neither repeat the check nor race to
@@ -257,8 +281,8 @@ def ensure_cached(cfg: DataConfig) -> None:
     path = _cache_file(cfg)
     if path is not None and not path.exists():
         try:
-            _save_cache(path, _decode(cfg))
-        except (OSError, DataError):  # unreadable files fail in each job, as a `failed` row
+            _build(cfg, path)
+        except DataError:  # unreadable files fail in each job, as a `failed` row
             pass
 
 
@@ -272,24 +296,13 @@ def _decoded(cfg: DataConfig) -> dict[str, Tensor]:
     (memory-mapped, so parallel workers share one copy in the page cache), or the raw files
     (checked, then cached for the next job)."""
     path = _cache_file(cfg)
-    if path is None:  # files missing: prepare_raw decompresses, downloads or says why
-        prepare_raw(cfg)
-        path = _cache_file(cfg)
     if path is not None and path in _loaded:
         return _loaded[path]
-    tensors = None
-    if path is not None and path.exists():
-        try:
-            tensors = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # a damaged entry is rebuilt, not trusted
-            tensors = None
-    if tensors is None:
-        tensors = _decode(cfg)
-        if path is not None:
-            try:
-                _save_cache(path, tensors)
-            except OSError:  # a read-only or full cache costs speed, never the run
-                pass
+    tensors = _load_cache(path) if path is not None else None
+    if tensors is None:  # missing or not cached: check the files (or say why) first
+        prepare_raw(cfg)
+        path = _cache_file(cfg)
+        tensors = _build(cfg, path)
     if path is not None:
         _loaded[path] = tensors
     return tensors

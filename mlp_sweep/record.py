@@ -27,6 +27,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 SCHEMA_VERSION = 1
 # Statuses a record can carry; a summary adds "incomplete" and "unreadable" for broken folders.
 FINISHED = ("ok", "diverged")
+# A run whose folder another process holds locked (mlp_sweep.lock): reported, never written.
+RUNNING_ELSEWHERE = "running elsewhere"
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "numpy", "mlp-sweep")
 
 

@@ -14,11 +14,10 @@ from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from mlp_sweep.config import Config
+from mlp_sweep.command import CONF_DIR, in_schema
 from mlp_sweep.errors import ConfigError
-from mlp_sweep.preflight import CONF_DIR
 
 # Hydra options that are not overrides; the saved ones must not be replayed.
 NOT_REPLAYED = ("hydra.sweep.dir=", "hydra.mode=")
@@ -36,15 +35,6 @@ HYDRA_KEYS = re.compile(
 
 def quote(value: str) -> str:
     return value if re.fullmatch(r"[\w/.\-:~]+", value) else "'" + value.replace("'", "\\'") + "'"
-
-
-def _in_schema(key: str) -> bool:
-    node: object = OmegaConf.structured(Config)
-    for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def _group_options(group: str) -> set[str]:
@@ -79,7 +69,7 @@ def unsafe(text: str, parser: OverridesParser) -> bool:
         value = override.value()
         options = value if isinstance(value, list) else [value]
         return not {str(v) for v in options} <= _group_options(key)
-    return not _in_schema(key)
+    return not in_schema(key)
 
 
 def resume_argv(argv: list[str]) -> list[str]:

@@ -43,6 +43,7 @@ from mlp_sweep.record import (
     FINISHED,
     HISTORY_FILE,
     METRICS_FILE,
+    RUNNING_ELSEWHERE,
     SCHEMA_VERSION,
     environment,
     load_checkpoint,
@@ -59,7 +60,6 @@ log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
 TRACEBACK_FILE = "traceback.txt"
-RUNNING_ELSEWHERE = "running elsewhere"
 # Keys that say how a run executes, not what it computes: a resume may change them.
 NOT_COMPARED = ("trainer.threads",)
 

@@ -22,7 +22,7 @@ import yaml
 
 from mlp_sweep import lock
 from mlp_sweep.errors import MlpSweepError
-from mlp_sweep.record import METRICS_FILE, read_metrics, write_bytes_atomic
+from mlp_sweep.record import METRICS_FILE, RUNNING_ELSEWHERE, read_metrics, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def load_row(job_dir: Path) -> tuple[dict[str, Any], list[str]]:
     if row["status"] == "running":
         holder = lock.holder(job_dir)
         if holder is not None:
-            row["status"], row["error"] = "running elsewhere", f"being trained by {holder}"
+            row["status"], row["error"] = RUNNING_ELSEWHERE, f"being trained by {holder}"
         else:
             row["status"], row["error"] = "incomplete", row.get("error") or "run did not finish"
     row["_params"] = record.get("params") or {}

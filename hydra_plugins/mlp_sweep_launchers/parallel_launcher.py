@@ -15,7 +15,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,40 +34,19 @@ class ParallelLauncher(Launcher):
     ) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
-    def _threads(self, job_overrides: Sequence[Sequence[str]]) -> int | None:
-        """The jobs' explicit trainer.threads (the largest), or None for auto."""
-        from mlp_sweep import threads
-
-        assert self.config is not None
-        asked = [OmegaConf.select(self.config, "trainer.threads", default=threads.AUTO)]
-        asked += [
-            o.split("=", 1)[1]
-            for job in job_overrides
-            for o in job
-            if o.lstrip("+").startswith("trainer.threads=")
-        ]
-        counts = []
-        for value in asked:
-            try:
-                counts.append(threads.parse(value))
-            except ValueError:
-                counts.append(None)  # the job itself will say what is wrong
-        return max((c for c in counts if c), default=None)
-
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         from mlp_sweep import threads
-        from mlp_sweep.launch.jobs import HydraJobs, is_mlp_sweep_task
+        from mlp_sweep.launch.jobs import HydraJobs, is_mlp_sweep_task, threads_asked
         from mlp_sweep.launch.pool import Pool
 
         assert self.config and self.hydra_context and self.task_function
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        workers, per_job = threads.split(
-            len(job_overrides), self.n_jobs, self._threads(job_overrides)
-        )
+        wanted = threads_asked(self.config, job_overrides)
+        workers, per_job = threads.split(len(job_overrides), self.n_jobs, wanted)
         log.info(
             f"Launching {len(job_overrides)} jobs on {workers} worker processes, "
             f"{per_job} torch thread{'s' if per_job > 1 else ''} each"

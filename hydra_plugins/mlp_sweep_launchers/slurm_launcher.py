@@ -77,18 +77,14 @@ else:
                 config.hydra.job.num = job_num
             return run_locked(self.hydra_context, self.task_function, config, sweep_overrides)
 
-        def _resources(self) -> dict[str, Any]:
+        def _resources(self, job_overrides: Sequence[Sequence[str]]) -> dict[str, Any]:
             """The launcher's parameters with the nulls that follow the sweep filled in."""
-            from mlp_sweep import threads
+            from mlp_sweep.launch.jobs import threads_asked
 
             assert self.config is not None
             params = dict(self.params)
-            if params.get("cpus_per_task") is None:
-                asked = OmegaConf.select(self.config, "trainer.threads", default=threads.AUTO)
-                try:
-                    params["cpus_per_task"] = threads.parse(asked) or 1
-                except ValueError:
-                    params["cpus_per_task"] = 1
+            if params.get("cpus_per_task") is None:  # one array: the largest any job asks for
+                params["cpus_per_task"] = threads_asked(self.config, job_overrides) or 1
             if params.get("gpus_per_node") is None:
                 device = str(OmegaConf.select(self.config, "device", default="cpu"))
                 params["gpus_per_node"] = 1 if device.startswith("cuda") else 0
@@ -102,7 +98,7 @@ else:
             from mlp_sweep.launch.jobs import is_mlp_sweep_task
 
             assert self.config is not None and self.task_function is not None
-            params = self._resources()
+            params = self._resources(job_overrides)
             init_keys = {"submitit_folder", "max_num_timeout"}
             executor = submitit.AutoExecutor(
                 cluster="slurm",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,8 +156,9 @@ class OptunaSweeper(Sweeper):
         self.storage = storage
         self.n_trials = n_trials
         if n_jobs is None:
-            cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-            n_jobs = len(cores) if cores else os.cpu_count() or 1
+            from mlp_sweep.threads import cores
+
+            n_jobs = cores()
         self.n_jobs = max(1, n_jobs)
         merged = OmegaConf.merge(OmegaConf.structured(SamplerConf), plain(sampler or {}))
         self.sampler: SamplerConf = OmegaConf.to_object(merged)  # type: ignore[assignment]

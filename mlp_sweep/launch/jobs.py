@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlp_sweep import lock
 from mlp_sweep.record import FINISHED, now_iso, read_metrics
@@ -32,6 +32,29 @@ def is_mlp_sweep_task(task_function: TaskFunction) -> bool:
     """mlp_sweep's own task records its failures and honours folder locks; another app's
     task (Hydra's launcher tests, a user's script) gets Hydra's plain behaviour."""
     return getattr(task_function, "__module__", "") == "mlp_sweep.cli"
+
+
+def threads_asked(config: DictConfig, job_overrides: Sequence[Sequence[str]]) -> int | None:
+    """The largest explicit trainer.threads among a batch's jobs (the sweep's config and each
+    job's override), or None when all are auto. A value that is not a count is left for the
+    job itself to report."""
+    from mlp_sweep import threads
+    from mlp_sweep.errors import ConfigError
+
+    asked = [OmegaConf.select(config, "trainer.threads", default=threads.AUTO)]
+    asked += [
+        o.split("=", 1)[1]
+        for job in job_overrides
+        for o in job
+        if o.lstrip("+").startswith("trainer.threads=")
+    ]
+    counts = []
+    for value in asked:
+        try:
+            counts.append(threads.parse(value))
+        except ConfigError:
+            counts.append(None)
+    return max((c for c in counts if c), default=None)
 
 
 def job_dir(config: DictConfig) -> Path:
