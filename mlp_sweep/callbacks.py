@@ -6,12 +6,20 @@ an interrupted command can still write the summary of what it kept (see cli.main
 
 from __future__ import annotations
 
+import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from mlp_sweep import labels
+from mlp_sweep.console import Progress, is_terminal
+from mlp_sweep.hydra_compat import BASIC_SWEEPER
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,6 +32,13 @@ if TYPE_CHECKING:
 class Active:
     sweep_dir: Path | None = None  # set when a multirun starts, in the parent process
     run_dir: Path | None = None  # set when a single run starts
+    planned: int | None = None  # the jobs preflight expanded (a grid's size), when it could
+    progress: Progress | None = None  # the sweep's console while it runs
+
+    def stop_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
 
 ACTIVE = Active()
@@ -34,6 +49,15 @@ class SummaryCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         ACTIVE.sweep_dir = Path(config.hydra.sweep.dir)
+        sweeper = config.hydra.sweeper
+        if sweeper.get("_target_") == BASIC_SWEEPER:
+            total = ACTIVE.planned
+        else:  # a search: as many trials as it is asked for
+            total = sweeper.get("n_trials")
+        swept = labels.swept_in_command(list(config.hydra.overrides.task), sweeper.get("params"))
+        live = is_terminal(sys.stdout) and not config.get("verbose", False)
+        ACTIVE.progress = Progress(ACTIVE.sweep_dir, total, swept or None, live)
+        ACTIVE.progress.start()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from mlp_sweep.summary import (
@@ -44,6 +68,7 @@ class SummaryCallback(Callback):
             write_summary,
         )
 
+        ACTIVE.stop_progress()
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             frame = write_summary(sweep_dir)
@@ -52,6 +77,9 @@ class SummaryCallback(Callback):
             raise SystemExit(f"mlp_sweep: no summary: {err}") from None
         print(format_table(frame), flush=True)
         print(f"summary: {sweep_dir / SUMMARY_FILE} ({len(frame)} runs)", flush=True)
+        drawn = draw(sweep_dir, frame)
+        if drawn:
+            print(f"plots: {', '.join(str(p) for p in drawn)}", flush=True)
         failed = count_failed(frame)
         if failed:
             raise SystemExit(
@@ -61,11 +89,25 @@ class SummaryCallback(Callback):
             )
 
 
-def summarize_interrupted(sweep_dir: Path) -> pd.DataFrame | None:
-    """summary.csv of what an interrupted sweep kept, or None when it kept nothing."""
-    from mlp_sweep.summary import SummaryError, write_summary
+def draw(sweep_dir: Path, frame: pd.DataFrame) -> list[Path]:
+    """The sweep's plots; a plot that cannot be drawn costs a warning line, never the summary."""
+    from mlp_sweep.plots import write_plots
 
     try:
-        return write_summary(sweep_dir)
+        return write_plots(sweep_dir, frame)
+    except Exception as err:
+        log.warning("no plots for %s: %s: %s", sweep_dir, type(err).__name__, err)
+        return []
+
+
+def summarize_interrupted(sweep_dir: Path) -> pd.DataFrame | None:
+    """summary.csv (and plots) of what an interrupted sweep kept, or None when it kept nothing."""
+    from mlp_sweep.summary import SummaryError, write_summary
+
+    ACTIVE.stop_progress()
+    try:
+        frame = write_summary(sweep_dir)
     except SummaryError:
         return None
+    draw(sweep_dir, frame)
+    return frame

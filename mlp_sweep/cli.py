@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mlp_sweep import callbacks, data
-from mlp_sweep.command import check_flags, check_keys, error_line
+from mlp_sweep.command import check_flags, check_keys, error_line, value_choices
 from mlp_sweep.config import register_configs
 from mlp_sweep.errors import ConfigMismatch, MlpSweepError
 from mlp_sweep.hydra_compat import parse_args
@@ -41,6 +41,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     job = JobInfo(
         num=OmegaConf.select(cast(DictConfig, hc), "job.num", default=None),  # unset in a run
         overrides=list(hc.overrides.task),
+        sweep_dir=Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None,
     )
     run_dir = Path(hc.runtime.output_dir)
     if hc.mode == RunMode.RUN:
@@ -77,7 +78,10 @@ def main() -> None:
     register_configs()
     try:
         argv = resume_argv(sys.argv[1:])
-        check_flags(parse_args(argv))
+        args = parse_args(argv)
+        check_flags(args)
+        if args.shell_completion and "query=bash" in args.overrides:
+            _complete_values()  # exits where it knows the answer better than Hydra
         prior = preflight(argv)
     except Exception as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -86,6 +90,7 @@ def main() -> None:
             raise
         print(f"mlp_sweep: error: {error_line(err)}", file=sys.stderr)
         sys.exit(2)
+    callbacks.ACTIVE.planned = len(prior)
     finished = sum(status in FINISHED for status in prior)
     if finished:
         print(
@@ -110,6 +115,17 @@ def main() -> None:
             flush=True,
         )
         sys.exit(exit_code(err))
+
+
+def _complete_values() -> None:
+    """Tab completion of an Enum or bool key's values, which Hydra's own completion lacks."""
+    line = os.environ.get("COMP_LINE", "")
+    point = int(os.environ.get("COMP_POINT", len(line)))
+    words = line[:point].split(" ")
+    choices = value_choices(words[-1]) if len(words) > 1 else None
+    if choices is not None:
+        print(" ".join(choices))
+        sys.exit(0)
 
 
 def _after_interrupt(argv: list[str], planned: int) -> str:

@@ -165,6 +165,25 @@ def check_keys(cfg: DictConfig) -> None:
     walk(plain, OmegaConf.to_container(_schema(), resolve=False), "")
 
 
+def value_choices(word: str) -> list[str] | None:
+    """Shell completion of `key=partial` for a schema key with a fixed set of values (an Enum, a
+    bool): `model.act=s` -> model.act=selu, model.act=sigmoid, ... None where Hydra's own
+    completion answers (config groups, keys, free values)."""
+    key, sep, partial = word.partition("=")
+    parent_key, _, name = key.lstrip("+~").rpartition(".")
+    parent = schema_node(parent_key)
+    if not sep or not isinstance(parent, DictConfig) or name not in parent:
+        return None
+    kind = OmegaConf.get_type(parent, name)
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        values = [member.name for member in kind]
+    elif kind is bool:
+        values = ["true", "false"]
+    else:
+        return None
+    return [f"{key}={v}" for v in values if v.startswith(partial)]
+
+
 def _is_enum(kind: object) -> bool:
     return isinstance(kind, type) and issubclass(kind, Enum)
 

@@ -140,16 +140,49 @@ class TrainerConfig:
 
 
 @dataclass
+class TensorBoardConfig:
+    # Event files go into each run's own folder: `tensorboard --logdir <sweep dir>` lists the
+    # runs by job number. hparams also writes each run's hyperparameters and final metrics
+    # for TensorBoard's HParams view (table and parallel coordinates).
+    hparams: bool = True
+
+
+@dataclass
+class VisdomConfig:
+    # Where the visdom server listens (`python -m mlp_sweep.visdom_server` starts one offline).
+    server: str = "http://localhost"
+    port: int = 8097
+    # The visdom environment; null gives each sweep (or single run) its own, named by its folder.
+    env: str | None = None
+    # Seconds a run waits at its end for the last points to reach the server; after that the
+    # logger is given up (and recorded as failed) and the run finishes regardless.
+    flush_timeout: float = 5.0
+
+
+@dataclass
+class LoggerConfig:
+    # Set by logger=tensorboard / logger=visdom / logger=[tensorboard,visdom]; null is off.
+    # A logger never fails a run: one warning line, and the record's loggers_failed says why.
+    tensorboard: TensorBoardConfig | None = None
+    visdom: VisdomConfig | None = None
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     loss: Loss = Loss.ce
     # Seeds the weights' init and the batch order; the same seed repeats a CPU run exactly.
     seed: int = 0
     # auto picks cuda, then mps, then cpu; or name one: cpu, cuda, cuda:N, mps.
     device: str = "auto"
+    # A sweep's console shows one line per finished run (or a live display on a terminal);
+    # true also prints Hydra's launch lines and every run's per-epoch lines, which always go to
+    # each run's log file.
+    verbose: bool = False
 
 
 def register_configs() -> None:
@@ -190,6 +223,11 @@ def validate(cfg: Config) -> None:
         limit = getattr(cfg.data, key)
         if limit is not None:
             _positive(f"data.{key}", limit, "an integer >= 1 or null (all samples)")
+    visdom = cfg.logger.visdom
+    if visdom is not None:
+        if not 1 <= visdom.port <= 65535:
+            raise ConfigError("logger.visdom.port", visdom.port, "must be a port number, 1-65535")
+        _positive("logger.visdom.flush_timeout", visdom.flush_timeout)
     _positive("data.n_train", cfg.data.n_train, "an integer >= 1")
     _positive("data.n_test", cfg.data.n_test, "an integer >= 1")
 

@@ -37,6 +37,7 @@ from mlp_sweep.data import load_data
 from mlp_sweep.device import resolve_device
 from mlp_sweep.errors import ConfigMismatch, MlpSweepError
 from mlp_sweep.interrupt import signal_name, signals_raise
+from mlp_sweep.loggers import LoggerSet, open_loggers, run_info
 from mlp_sweep.model import Model, build_mlp
 from mlp_sweep.record import (
     CHECKPOINT_FILE,
@@ -60,8 +61,13 @@ log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
 TRACEBACK_FILE = "traceback.txt"
-# Keys that say how a run executes, not what it computes: a resume may change them.
-NOT_COMPARED = ("trainer.threads",)
+# Keys that say how a run executes or is watched, not what it computes: a resume may change
+# them. An entry ending in "." covers the keys below it.
+NOT_COMPARED = ("trainer.threads", "verbose", "logger.")
+
+
+def _compared(key: str) -> bool:
+    return not any(key == k or (k.endswith(".") and key.startswith(k)) for k in NOT_COMPARED)
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class JobInfo:
 
     num: int | None = None
     overrides: list[str] = field(default_factory=list)
+    # The sweep's folder, for a job of a sweep (its runs share a visdom env, say).
+    sweep_dir: Path | None = None
 
 
 def one_line(err: BaseException) -> str:
@@ -87,9 +95,7 @@ def run_params(cfg: Config) -> dict[str, Any]:
 
 
 def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return sorted(
-        k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in NOT_COMPARED
-    )
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and _compared(k))
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -153,6 +159,8 @@ class RunRecord:
             "finished_at": None,
             "deterministic": None,
             "threads": None,
+            "loggers": [],
+            "loggers_failed": {},
             **environment(),
         }
 
@@ -247,7 +255,25 @@ def _train(cfg: Config, run_dir: Path, job: JobInfo) -> dict[str, Any]:
     (run_dir / TRACEBACK_FILE).unlink(missing_ok=True)  # an earlier failure's, now retried
     record = RunRecord(cfg, run_dir, job)
     record.update()
+    if job.num is not None:  # the launch line, here rather than on the sweep's console
+        log.info("job #%d: %s", job.num, " ".join(job.overrides))
+    loggers = open_loggers(cfg.logger)
+    try:
+        status, error = _fit_and_record(cfg, run_dir, job, record, loggers)
+    finally:  # also on an interrupt: the loggers get their bounded time to finish
+        loggers.finish(record.fields)
+        record.update(loggers_failed=loggers.close())
+    record.update(status=status, error=error, finished_at=now_iso())
+    return record.fields
+
+
+def _fit_and_record(
+    cfg: Config, run_dir: Path, job: JobInfo, record: RunRecord, loggers: LoggerSet
+) -> tuple[str, str | None]:
+    """Train, recording as it goes. Returns (status, error); raises only on an interrupt."""
     checkpoint = run_dir / CHECKPOINT_FILE
+    record.update(loggers=loggers.names)
+    kept = History()  # the epochs the checkpoint holds: what an interrupted record reports
     try:
         validate(cfg)
         device = resolve_device(cfg.device)
@@ -275,8 +301,13 @@ def _train(cfg: Config, run_dir: Path, job: JobInfo) -> dict[str, Any]:
         history = History()
         if cfg.trainer.checkpoint and checkpoint.exists():
             history = _restore(load_checkpoint(checkpoint), model, optimizer, generator)
+            kept.epochs = list(history.epochs)
             record.update(resumed_from_epoch=len(history.epochs))
             log.info("resumed from %s after epoch %d", checkpoint, len(history.epochs))
+        params = record.fields["params"]
+        if loggers.names:
+            info = run_info(run_dir, params, job.num, job.overrides, job.sweep_dir)
+            loggers.start(info, history.epochs)
 
         def on_epoch(history: History) -> None:
             e = history.epochs[-1]
@@ -291,19 +322,22 @@ def _train(cfg: Config, run_dir: Path, job: JobInfo) -> dict[str, Any]:
             )
             if cfg.trainer.checkpoint:
                 save_checkpoint(
-                    checkpoint,
-                    _checkpoint_state(
-                        record.fields["params"], model, optimizer, generator, history
-                    ),
+                    checkpoint, _checkpoint_state(params, model, optimizer, generator, history)
                 )
+            kept.epochs = list(history.epochs)
+            record.fields["loggers_failed"] = dict(loggers.failed)
             record.epochs_done(history)
+            loggers.epoch(e)
 
         history = fit(model, optimizer, data, cfg.trainer, cfg.loss, generator, history, on_epoch)
         record.epochs_done(history)  # also when a checkpoint held every epoch already
-        status, error = history.status, None
-        if status == "diverged":
+        if history.status == "diverged":
             log.warning("run diverged at epoch %d: non-finite loss", len(history.epochs))
+        return history.status, None
     except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM: recorded, then passed on
+        # The signal may land between the checkpoint and the record: say what the checkpoint
+        # holds, so history.csv, metrics.json and the resume agree.
+        record.epochs_done(kept)
         record.update(
             status="interrupted",
             error=f"interrupted by {signal_name(err)} after epoch {record.fields['epochs_done']}",
@@ -312,10 +346,9 @@ def _train(cfg: Config, run_dir: Path, job: JobInfo) -> dict[str, Any]:
         log.warning("run interrupted (%s); resume continues from its checkpoint", signal_name(err))
         raise
     except Exception as err:  # recorded, not raised: the sweep goes on
-        status, error = "failed", one_line(err)
+        error = one_line(err)
         # The console gets one line; the whole story goes beside the record.
         trace = "".join(traceback.format_exception(err))
         write_bytes_atomic(run_dir / TRACEBACK_FILE, trace.encode())
         log.error("run failed: %s (traceback: %s)", error, run_dir / TRACEBACK_FILE)
-    record.update(status=status, error=error, finished_at=now_iso())
-    return record.fields
+        return "failed", error

@@ -209,7 +209,7 @@ def count_failed(frame: pd.DataFrame) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mlp_sweep.summary",
-        description="Rebuild summary.csv (and summary_by_config.csv) for existing sweep folders.",
+        description="Rebuild summary.csv, summary_by_config.csv and the plots of sweep folders.",
     )
     parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="DIR")
     args = parser.parse_args(argv)
@@ -222,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(format_table(frame))
         print(f"wrote {sweep_dir / SUMMARY_FILE} ({len(frame)} runs)")
+        from mlp_sweep.callbacks import draw  # matplotlib: only where plots are drawn
+
+        drawn = draw(sweep_dir, frame)
+        if drawn:
+            print(f"plots: {', '.join(str(p) for p in drawn)}")
     return 0
 
 

@@ -57,7 +57,7 @@ def sweep_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Com
 def test_activation_sweep_runs_as_a_slurm_array(slurm_env, tmp_path: Path) -> None:
     sweep = tmp_path / "acts"
     args = ["-m", "model.act=relu,leaky,selu,softplus", *SUBSET, *SLURM, f"hydra.sweep.dir={sweep}"]
-    result = sweep_cli(args, tmp_path, slurm_env)
+    result = sweep_cli([*args, "logger=tensorboard"], tmp_path, slurm_env)
     assert result.returncode == 0, result.stderr[-3000:]
     frame = pd.read_csv(sweep / "summary.csv")
     assert frame["model.act"].tolist() == ["relu", "leaky", "selu", "softplus"]
@@ -67,10 +67,19 @@ def test_activation_sweep_runs_as_a_slurm_array(slurm_env, tmp_path: Path) -> No
     assert len(array_ids) == 1, array_ids  # one array job, one task per run
     assert sorted(int(r["slurm_job"].split("_")[1]) for r in records) == [0, 1, 2, 3]
     assert all(r["threads"] == 1 for r in records)  # cpus_per_task follows the thread budget
-    # The console names each job's SLURM log, and the logs are there.
-    log = sweep / ".submitit" / f"{records[0]['slurm_job']}"
-    assert str(log) in result.stdout + result.stderr
-    assert any(log.glob("*_log.out"))
+    # The console says where the SLURM logs go, and they are there.
+    assert f"{sweep / '.submitit'}/<job id>/" in result.stdout
+    assert any((sweep / ".submitit" / records[0]["slurm_job"]).glob("*_log.out"))
+    # The logger ran inside each SLURM job: its events say what history.csv says.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for n, record in enumerate(records):
+        assert record["loggers"] == ["tensorboard"] and record["loggers_failed"] == {}
+        events = EventAccumulator(str(sweep / str(n)))
+        events.Reload()
+        history = pd.read_csv(sweep / str(n) / "history.csv")
+        logged = [e.value for e in events.Scalars("test_acc")]
+        assert logged == pytest.approx(history["test_acc"].tolist(), rel=1e-6)
     # Same numbers as the same runs on this machine's default launcher: SLURM changes nothing.
     local = tmp_path / "local"
     result = sweep_cli(

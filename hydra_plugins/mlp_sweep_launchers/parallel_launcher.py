@@ -18,6 +18,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
+# Shown on a quiet sweep console too (mlp_sweep.console.ConsoleFilter); other INFO lines are not.
+ON_CONSOLE = {"console": True}
 
 
 class ParallelLauncher(Launcher):
@@ -49,7 +51,8 @@ class ParallelLauncher(Launcher):
         workers, per_job = threads.split(len(job_overrides), self.n_jobs, wanted)
         log.info(
             f"Launching {len(job_overrides)} jobs on {workers} worker processes, "
-            f"{per_job} torch thread{'s' if per_job > 1 else ''} each"
+            f"{per_job} torch thread{'s' if per_job > 1 else ''} each",
+            extra=ON_CONSOLE,
         )
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")

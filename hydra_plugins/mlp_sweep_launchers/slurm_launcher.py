@@ -34,6 +34,8 @@ except ImportError:
     submitit_launcher = None
 
 log = logging.getLogger(__name__)
+# Shown on a quiet sweep console too (mlp_sweep.console.ConsoleFilter); other INFO lines are not.
+ON_CONSOLE = {"console": True}
 EXTRA = "hydra/launcher=slurm needs the cluster extra: pip install -e '.[cluster]'"
 
 if submitit_launcher is None:
@@ -124,7 +126,8 @@ else:
             log.info(
                 f"Submitted {len(jobs)} jobs to SLURM ({params['cpus_per_task']} cpus, "
                 f"{params['gpus_per_node']} gpus, {params['mem_gb']} GB each); logs: "
-                f"{_log_of(jobs[0]).parent.parent}/<job id>/"
+                f"{_log_of(jobs[0]).parent.parent}/<job id>/",
+                extra=ON_CONSOLE,
             )
             for n, overrides, job in zip(numbers, job_overrides, jobs, strict=True):
                 log.info(f"\t#{n} : {' '.join(filter_overrides(overrides))}  [{_log_of(job)}]")

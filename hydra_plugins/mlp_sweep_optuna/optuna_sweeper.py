@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # optuna is imported when a sweep starts, never when Hydra sc
     from optuna.trial import Trial
 
 log = logging.getLogger(__name__)
+# Shown on a quiet sweep console too (mlp_sweep.console.ConsoleFilter); other INFO lines are not.
+ON_CONSOLE = {"console": True}
 
 MISSING_OPTUNA = "hydra/sweeper=mlp_sweep_optuna needs optuna: pip install -e '.[search]'"
 
@@ -213,7 +215,10 @@ class OptunaSweeper(Sweeper):
         # A killed sweep left these RUNNING: the same numbers and params, so the same folders.
         left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if left:
-            log.info(f"resuming trials {[t.number for t in left]}, left running by a killed sweep")
+            log.info(
+                f"resuming trials {[t.number for t in left]}, left running by a killed sweep",
+                extra=ON_CONSOLE,
+            )
             returns += self._run(study, {t.number: trial_overrides(space, t.params) for t in left})
 
         finished = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -221,7 +226,7 @@ class OptunaSweeper(Sweeper):
             asked = [self._ask(study, space, grid) for _ in range(min(self.n_jobs, target - done))]
             returns += self._run(study, {t.number: trial_overrides(space, t.params) for t in asked})
 
-        log.info(f"{best_line(study)}; study '{study.study_name}' in {storage}")
+        log.info(f"{best_line(study)}; study '{study.study_name}' in {storage}", extra=ON_CONSOLE)
         return returns
 
     def _study(self, storage: str) -> Study:

@@ -1,0 +1,48 @@
+"""Short names for a sweep's runs: the overrides that differ between its jobs.
+
+`-m model.act=relu,selu data=synthetic` names its runs `model.act=relu` and `model.act=selu`:
+data=synthetic is the same for every run and would only make legends and console lines longer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlp_sweep import hydra_compat
+
+MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it into the sweep folder before any job
+
+
+def key_of(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def label(overrides: list[str], swept: set[str] | None) -> str:
+    """The overrides whose keys are swept (all of them when that is unknown or leaves none)."""
+    kept = [o for o in overrides if swept is None or key_of(o) in swept]
+    return " ".join(kept or overrides)
+
+
+def swept_in_command(overrides: list[str], sweeper_params: dict[str, Any] | None) -> set[str]:
+    """Keys given several values: on the command line (a,b / range() / glob) or as the
+    sweeper's params."""
+    parsed = hydra_compat.overrides_parser().parse_overrides(overrides)
+    keys = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    return keys | set(sweeper_params or {})
+
+
+def swept_in_folder(sweep_dir: Path) -> set[str] | None:
+    """The swept keys of the sweep that made sweep_dir, from its multirun.yaml; None if unknown."""
+    try:
+        saved = yaml.load((sweep_dir / MULTIRUN_FILE).read_text(), Loader=_LOADER)
+        hydra = saved["hydra"]
+        params = (hydra.get("sweeper") or {}).get("params")
+        return swept_in_command(list(hydra["overrides"]["task"]), params) or None
+    except Exception:  # a label is cosmetic: never a reason to fail
+        return None
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -1,0 +1,186 @@
+"""Loggers that watch a run (TensorBoard, visdom) without ever being able to hurt it.
+
+Each logger gets its own daemon thread and queue: the training loop only enqueues, so a slow or
+dead server costs it nothing. The first error a logger raises turns it off for the rest of the
+run, with one warning line; `LoggerSet.failed` says which logger failed and why, and the runner
+puts that in the run's record (`loggers_failed`). At the end of a run each logger gets a bounded
+time to finish sending; one that does not is given up the same way.
+
+The loggers run inside the job, so they work wherever the job runs: in the command's process,
+in a parallel launcher's worker, in a SLURM job.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlp_sweep import labels
+from mlp_sweep.config import LoggerConfig
+from mlp_sweep.train import EpochStats
+
+log = logging.getLogger(__name__)
+
+# Shown in TensorBoard's HParams view for every run, beside the keys a job overrides.
+CORE_HPARAMS = (
+    "model.act",
+    "model.init",
+    "model.hidden",
+    "optim.name",
+    "optim.lr",
+    "trainer.batch_size",
+    "trainer.epochs",
+    "data.name",
+    "seed",
+)
+
+# How a run is watched or executed, not what it computes: no column in the HParams view.
+NOT_HPARAMS = ("logger.", "verbose", "trainer.threads")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a logger needs to know about the run it watches."""
+
+    run_dir: Path
+    label: str  # names the run in legends: "3: model.act=selu optim.lr=0.1"
+    group: str  # the sweep's folder name (its runs share one visdom env), or "runs"
+    params: dict[str, Any]  # the flat config, as in metrics.json
+    hparams: dict[str, Any] = field(default_factory=dict)  # the keys worth comparing
+
+
+class RunLogger(Protocol):
+    name: str
+
+    def start(self, run: RunInfo, history: list[EpochStats]) -> None:
+        """Called once before training; history holds the epochs a resumed run restored."""
+
+    def epoch(self, stats: EpochStats) -> None: ...
+
+    def finish(self, record: dict[str, Any]) -> None:
+        """The run's final record (status, test_acc, best_test_acc, ...)."""
+
+    def close(self) -> None: ...
+
+
+def run_info(
+    run_dir: Path,
+    params: dict[str, Any],
+    num: int | None,
+    overrides: list[str],
+    sweep_dir: Path | None,
+) -> RunInfo:
+    if sweep_dir is None:  # a single run: named by its folder, grouped with the other runs
+        label, group = run_dir.name, "runs"
+    else:
+        label = f"{num}: {labels.label(overrides, labels.swept_in_folder(sweep_dir))}"
+        group = sweep_dir.name
+    overridden = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    keys = list(CORE_HPARAMS) + [
+        k
+        for k in overridden
+        if k in params and k not in CORE_HPARAMS and not k.startswith(NOT_HPARAMS)
+    ]
+    return RunInfo(run_dir, label.strip(), group, params, {k: params.get(k) for k in keys})
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+class _Worker:
+    """One logger's thread: runs its calls in order; stops calling it after its first error."""
+
+    def __init__(self, logger: RunLogger, on_error: Callable[[str, str], None]) -> None:
+        self.logger = logger
+        self.on_error = on_error
+        self.broken = False
+        self.calls: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(
+            target=self._loop, name=f"mlp_sweep-logger-{logger.name}", daemon=True
+        )
+        self.thread.start()
+
+    def submit(self, call: Callable[[], Any]) -> None:
+        if not self.broken:
+            self.calls.put(call)
+
+    def _loop(self) -> None:
+        while (call := self.calls.get()) is not None:
+            if self.broken:
+                continue
+            try:
+                call()
+            except Exception as err:  # a logger never fails a run
+                self.broken = True
+                self.on_error(self.logger.name, _describe(err))
+
+    def stop(self, timeout: float) -> bool:
+        """Let the queued calls finish, for at most timeout seconds. True when they did."""
+        self.calls.put(None)
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+
+class LoggerSet:
+    """Fans a run's events out to its loggers; see the module's docstring for the promises."""
+
+    def __init__(self, loggers: list[tuple[RunLogger, float]]) -> None:
+        self.failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._workers = [(_Worker(lg, self._fail), timeout) for lg, timeout in loggers]
+
+    @property
+    def names(self) -> list[str]:
+        return [w.logger.name for w, _ in self._workers]
+
+    def _fail(self, name: str, why: str) -> None:
+        with self._lock:
+            if name in self.failed:
+                return
+            self.failed[name] = why
+        log.warning("logger %s failed: %s; the run goes on without it", name, why)
+
+    def _each(self, method: str, *args: Any) -> None:
+        for worker, _ in self._workers:
+            worker.submit(functools.partial(getattr(worker.logger, method), *args))
+
+    def start(self, run: RunInfo, history: list[EpochStats]) -> None:
+        self._each("start", run, list(history))
+
+    def epoch(self, stats: EpochStats) -> None:
+        self._each("epoch", stats)
+
+    def finish(self, record: dict[str, Any]) -> None:
+        self._each("finish", dict(record))
+
+    def close(self) -> dict[str, str]:
+        """Finish sending (bounded per logger); returns the failed loggers and why."""
+        self._each("close")
+        for worker, timeout in self._workers:
+            if not worker.stop(timeout):
+                self._fail(worker.logger.name, f"still sending after {timeout:g} s; given up")
+        with self._lock:
+            return dict(self.failed)
+
+
+def open_loggers(cfg: LoggerConfig) -> LoggerSet:
+    """The loggers cfg turns on. Their packages are imported on the logger's own thread, so a
+    missing extra is a logger failure (one warning), not a failed run."""
+    chosen: list[tuple[RunLogger, float]] = []
+    if cfg.tensorboard is not None:
+        from mlp_sweep.loggers.tensorboard import TensorBoardLogger
+
+        chosen.append((TensorBoardLogger(cfg.tensorboard), 30.0))
+    if cfg.visdom is not None:
+        from mlp_sweep.loggers.visdom import VisdomLogger
+
+        chosen.append((VisdomLogger(cfg.visdom), cfg.visdom.flush_timeout))
+    return LoggerSet(chosen)
