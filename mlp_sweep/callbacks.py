@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mlp_sweep import labels
 from mlp_sweep.console import Progress, is_terminal
@@ -54,7 +54,10 @@ class SummaryCallback(Callback):
             total = ACTIVE.planned
         else:  # a search: as many trials as it is asked for
             total = sweeper.get("n_trials")
-        swept = labels.swept_in_command(list(config.hydra.overrides.task), sweeper.get("params"))
+        params = sweeper.get("params")
+        if params is not None:
+            params = OmegaConf.to_container(params, resolve=False)
+        swept = labels.swept_in_command(list(config.hydra.overrides.task), params)
         live = is_terminal(sys.stdout) and not config.get("verbose", False)
         ACTIVE.progress = Progress(ACTIVE.sweep_dir, total, swept or None, live)
         ACTIVE.progress.start()

@@ -46,7 +46,13 @@ class ConsoleFilter(logging.Filter):
         self.threshold = logging.NOTSET if verbose or mode != "MULTIRUN" else logging.WARNING
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= self.threshold or getattr(record, "console", False)
+        shown = record.levelno >= self.threshold or getattr(record, "console", False)
+        if shown and _showing is not None:  # runs that finished before this line come first
+            _showing.before_log()
+        return shown
+
+
+_showing: Progress | None = None  # the sweep's display in this process, while it runs
 
 
 def is_terminal(stream: IO[str]) -> bool:
@@ -152,6 +158,8 @@ class Progress:
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="mlp_sweep-progress", daemon=True)
         self._thread.start()
+        global _showing
+        _showing = self
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -159,10 +167,17 @@ class Progress:
 
     def stop(self) -> None:
         """Report what finished since the last look, and take the live display down."""
+        global _showing
+        _showing = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self.poll(final=True)
+
+    def before_log(self) -> None:
+        """A log line is about to reach the console: report the runs that finished before it and
+        take the live display down (the next tick redraws it below the line)."""
         self.poll(final=True)
 
     def poll(self, final: bool = False) -> None:

@@ -20,10 +20,32 @@ def key_of(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def short(override: str) -> str:
+    """optim.lr=0.03028525153605885 -> optim.lr=0.03029: a search's floats, readable."""
+    key, sep, value = override.partition("=")
+    if sep and "." in value and len(value) > 8:
+        try:
+            return f"{key}={float(value):.4g}"
+        except ValueError:
+            pass
+    return override
+
+
 def label(overrides: list[str], swept: set[str] | None) -> str:
     """The overrides whose keys are swept (all of them when that is unknown or leaves none)."""
     kept = [o for o in overrides if swept is None or key_of(o) in swept]
-    return " ".join(kept or overrides)
+    return " ".join(short(o) for o in kept or overrides)
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> set[str]:
+    """{"optim": {"lr": ...}} -> {"optim.lr"}; a search space may be written either way."""
+    keys = set()
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            keys |= _dotted(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
 
 
 def swept_in_command(overrides: list[str], sweeper_params: dict[str, Any] | None) -> set[str]:
@@ -31,7 +53,7 @@ def swept_in_command(overrides: list[str], sweeper_params: dict[str, Any] | None
     sweeper's params."""
     parsed = hydra_compat.overrides_parser().parse_overrides(overrides)
     keys = {o.key_or_group for o in parsed if o.is_sweep_override()}
-    return keys | set(sweeper_params or {})
+    return keys | _dotted(dict(sweeper_params or {}))
 
 
 def swept_in_folder(sweep_dir: Path) -> set[str] | None:

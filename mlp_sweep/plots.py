@@ -31,6 +31,7 @@ COMPARISON_FILE = "comparison.png"
 MAX_LINES = 30  # one line per run up to here; beyond, one per configuration
 MAX_COLOURED = 10  # beyond MAX_LINES configurations: these best ones in colour, the rest grey
 MAX_ROWS = 30  # configurations shown in comparison.png
+STYLES = ("-", "--", "-.", ":")
 
 
 def _history(run_dir: str) -> dict[str, list[float]]:
@@ -117,6 +118,8 @@ def draw_curves(frame: pd.DataFrame, path: Path, title: str) -> bool:
     ranked = sorted(order, key=lambda t: -final[t][0])
     coloured = ranked[:MAX_COLOURED] if len(order) > MAX_LINES else order
     colours = dict(zip(coloured, _colours(len(coloured)), strict=True))
+    # Dashes as well as colours: two configurations with the same curves stay both visible.
+    dashes = {t: STYLES[i % len(STYLES)] for i, t in enumerate(coloured)}
     aggregate = n_runs > MAX_LINES
 
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 5.2), layout="constrained")
@@ -128,13 +131,21 @@ def draw_curves(frame: pd.DataFrame, path: Path, title: str) -> bool:
         for column, ax, scale in (("test_acc", acc_ax, 100.0), ("train_loss", loss_ax, 1.0)):
             if aggregate:
                 epochs, values = _mean_curve(curves, column)
-                ax.plot(epochs, [v * scale for v in values], color=colour, lw=width, label=label)
+                ax.plot(
+                    epochs,
+                    [v * scale for v in values],
+                    color=colour,
+                    ls=dashes.get(text, "-"),
+                    lw=width,
+                    label=label,
+                )
                 continue
             for i, curve in enumerate(curves):
                 ax.plot(
                     curve["epoch"],
                     [v * scale for v in curve[column]],
                     color=colour,
+                    ls=dashes.get(text, "-"),
                     lw=width,
                     alpha=0.85,
                     label=label if i == 0 else None,
@@ -147,7 +158,7 @@ def draw_curves(frame: pd.DataFrame, path: Path, title: str) -> bool:
     loss_ax.set_yscale("log")
     low, high = loss_ax.get_ylim()
     if 0 < low and high / low < 100:  # within two decades: 0.5, 1, 2 rather than 5x10^-1
-        loss_ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        loss_ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
         loss_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         loss_ax.yaxis.set_minor_formatter(NullFormatter())
     for ax in (acc_ax, loss_ax):

@@ -201,3 +201,33 @@ def test_completion_through_the_console_script_in_bash(tmp_path: Path) -> None:
         "model.act=selu", "model.act=softplus", "model.act=sigmoid", "model.act=silu",
     }  # fmt: skip
     assert "logger=" in lines[3].split(" -> ")[1].split()
+
+
+def test_run_names_keep_the_swept_values_short() -> None:
+    from mlp_sweep import labels
+
+    swept = labels.swept_in_command(
+        ["model.act=relu,selu", "data=synthetic", "seed=range(3)", "hparams_search=optuna"],
+        {"optim": {"lr": "tag(log, interval(0.001, 0.5))"}, "model.init": "choice(a,b)"},
+    )
+    assert swept == {"model.act", "seed", "optim.lr", "model.init"}
+    overrides = ["optim.lr=0.03028525153605885", "model.act=selu", "data=synthetic", "seed=2"]
+    assert labels.label(overrides, swept) == "optim.lr=0.03029 model.act=selu seed=2"
+    assert labels.label(["data=synthetic"], swept) == "data=synthetic"  # nothing swept: all
+
+
+def test_a_log_line_comes_after_the_runs_that_finished_before_it(tmp_path: Path) -> None:
+    import logging
+
+    from mlp_sweep.console import ConsoleFilter
+
+    out = Lines()
+    progress = Progress(tmp_path, total=1, swept=None, live=False, stream=out)  # type: ignore[arg-type]
+    progress.start()
+    try:
+        write_record(tmp_path / "0", status="ok", test_acc=0.5, finished_at="now")
+        record = logging.LogRecord("x", logging.WARNING, "", 0, "best trial 0", None, None)
+        assert ConsoleFilter(mode="MULTIRUN").filter(record)
+        assert out.text.startswith("[1/1] model.act=0 data=synthetic  ok  test_acc 0.5000")
+    finally:
+        progress.stop()

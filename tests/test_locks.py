@@ -19,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlp_sweep import lock
 from mlp_sweep.resume import unsafe
 
-LONG = ["data.limit_train=10000", "data.limit_test=2000", "trainer.epochs=6"]
+LONG = ["data.limit_train=6000", "data.limit_test=2000", "trainer.epochs=6"]
 
 HOLD = """
 import sys, time

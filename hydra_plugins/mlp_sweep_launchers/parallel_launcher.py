@@ -52,7 +52,7 @@ class ParallelLauncher(Launcher):
         log.info(
             f"Launching {len(job_overrides)} jobs on {workers} worker processes, "
             f"{per_job} torch thread{'s' if per_job > 1 else ''} each",
-            extra=ON_CONSOLE,
+            extra=ON_CONSOLE if self._pool is None else None,  # a search's later batches: quiet
         )
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
