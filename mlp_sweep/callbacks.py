@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,8 @@ class SummaryCallback(Callback):
         live = is_terminal(sys.stdout) and not config.get("verbose", False)
         ACTIVE.progress = Progress(ACTIVE.sweep_dir, total, swept or None, live)
         ACTIVE.progress.start()
+        # matplotlib takes ~0.4 s to import: do it while the jobs run, not after them.
+        threading.Thread(target=_import_plots, name="mlp_sweep-import", daemon=True).start()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from mlp_sweep.summary import (
@@ -90,6 +93,18 @@ class SummaryCallback(Callback):
                 f"see the status and error columns of {sweep_dir / SUMMARY_FILE}; "
                 f"retry them with: python -m mlp_sweep --resume {sweep_dir}"
             )
+
+
+def _import_plots() -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed, and no GUI toolkit off the main thread
+        import matplotlib.pyplot  # noqa: F401
+
+        import mlp_sweep.plots  # noqa: F401
+    except Exception:  # drawing will say what is wrong, in one line
+        pass
 
 
 def draw(sweep_dir: Path, frame: pd.DataFrame) -> list[Path]:

@@ -61,6 +61,13 @@ class Dataset(Enum):
     synthetic = "synthetic"
 
 
+class Precision(Enum):
+    fp32 = "fp32"  # float32, matmuls in full float32
+    tf32 = "tf32"  # float32, matmuls in TensorFloat-32 where the GPU has it (Ampere+)
+    bf16 = "bf16"  # autocast to bfloat16 for matmuls; weights and optimizer float32
+    fp64 = "fp64"  # float64 model and data: for checks
+
+
 class Loss(Enum):
     ce = "ce"  # cross-entropy on the logits
     mse = "mse"  # mean squared error between softmax(logits) and one-hot targets
@@ -137,6 +144,12 @@ class TrainerConfig:
     # parallel launcher's workers, a SLURM job's cpus_per_task), so jobs x threads never
     # exceeds the cores; or a number. The record says what was used.
     threads: str = "auto"
+    # The number format a run computes in (mlp_sweep/precision.py): fp32, tf32, bf16, fp64.
+    precision: Precision = Precision.fp32
+    # torch.compile the model (and, on CUDA, capture its steps in CUDA graphs where they pay).
+    # Compiling takes seconds per run: worth it for long runs on a GPU, rarely for a sweep of
+    # short CPU runs.
+    compile: bool = False
 
 
 @dataclass

@@ -308,8 +308,9 @@ def _decoded(cfg: DataConfig) -> dict[str, Tensor]:
     return tensors
 
 
-def load_data(cfg: DataConfig, device: torch.device) -> Data:
-    """The configured dataset as float features and int64 labels, held whole on `device`."""
+def load_data(cfg: DataConfig, device: torch.device, dtype: torch.dtype = torch.float32) -> Data:
+    """The configured dataset as float features (of dtype) and int64 labels, held whole on
+    `device`. On the CPU in float32 the features stay the memory-mapped cache: no copy."""
     if cfg.name is Dataset.synthetic:
         x_train, y_train, x_test, y_test = _synthetic(cfg)
     else:
@@ -319,9 +320,9 @@ def load_data(cfg: DataConfig, device: torch.device) -> Data:
     x_train, y_train = x_train[: cfg.limit_train], y_train[: cfg.limit_train]
     x_test, y_test = x_test[: cfg.limit_test], y_test[: cfg.limit_test]
     return Data(
-        x_train=x_train.contiguous().to(device),
+        x_train=x_train.contiguous().to(device=device, dtype=dtype),
         y_train=y_train.long().to(device),
-        x_test=x_test.contiguous().to(device),
+        x_test=x_test.contiguous().to(device=device, dtype=dtype),
         y_test=y_test.long().to(device),
         num_classes=10,
     )

@@ -101,11 +101,20 @@ class FunctionalMLP:
     can load the other's parameters.
     """
 
-    def __init__(self, cfg: ModelConfig, in_features: int, out_features: int, device: torch.device):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        in_features: int,
+        out_features: int,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+    ):
         sizes = layer_sizes(cfg, in_features, out_features)
         self.weights = [torch.empty(o, i, device=device) for i, o in pairwise(sizes)]
         self.biases = [torch.empty(o, device=device) for o in sizes[1:]]
         init_parameters(cfg, self.weights, self.biases)
+        self.weights = [w.to(dtype) for w in self.weights]
+        self.biases = [b.to(dtype) for b in self.biases]
         for t in self.tensors():
             t.requires_grad_(True)
         self.act = ACTIVATIONS[cfg.act](cfg)
@@ -150,12 +159,20 @@ Model = nn.Module | FunctionalMLP
 
 
 def build_mlp(
-    cfg: ModelConfig, in_features: int, out_features: int, device: torch.device | str = "cpu"
+    cfg: ModelConfig,
+    in_features: int,
+    out_features: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> Model:
-    """The MLP as cfg.impl says, initialised by cfg.init from torch's global RNG."""
+    """The MLP as cfg.impl says, initialised by cfg.init from torch's global RNG.
+
+    The initial values are drawn in float32 whatever the dtype, so an fp64 run starts from the
+    same weights as an fp32 one.
+    """
     device = torch.device(device)
     if cfg.impl is Impl.functional:
-        return FunctionalMLP(cfg, in_features, out_features, device)
+        return FunctionalMLP(cfg, in_features, out_features, device, dtype)
     sizes = layer_sizes(cfg, in_features, out_features)
     # skip_init leaves the RNG untouched, so both impls draw the same numbers from one seed.
     linears = [skip_init(nn.Linear, i, o, device=device) for i, o in pairwise(sizes)]
@@ -165,4 +182,4 @@ def build_mlp(
         layers.append(lin)
         if i < len(linears) - 1 or cfg.output_act:
             layers.append(ACTIVATIONS[cfg.act](cfg))
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers).to(dtype)

@@ -23,15 +23,16 @@ import json
 import logging
 import os
 import shlex
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
-from mlp_sweep import lock, threads
+from mlp_sweep import lock, precision, threads
 from mlp_sweep.config import Config, flatten, validate
 from mlp_sweep.data import load_data
 from mlp_sweep.device import resolve_device
@@ -215,11 +216,26 @@ def _restore(
     return History([EpochStats(**e) for e in state["history"]], status=state["status"])
 
 
-def _set_determinism(enabled: bool) -> None:
+def compiled(model: Model) -> Model:
+    """torch.compile of the model; the checkpoint keeps saving the model itself. On CUDA the
+    "reduce-overhead" mode captures the steps in CUDA graphs (the MLP's kernels are small)."""
+    if not isinstance(model, torch.nn.Module):  # the functional impl: compile its forward
+        return model
+    device = next(model.parameters()).device
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    return cast(Model, torch.compile(model, mode=mode))
+
+
+def _set_determinism(enabled: bool, compiling: bool) -> None:
     if enabled:
         # cuBLAS needs this before its first use to be deterministic; harmless on CPU.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled)
+    if compiling or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(enabled)
+    else:
+        # The public call imports torch._inductor (a second per process) only to set its own
+        # flag, which matters to torch.compile alone: without it, set the ATen flag directly.
+        torch._C._set_deterministic_algorithms(enabled)
 
 
 def run(cfg: Config, run_dir: Path, job: JobInfo | None = None) -> dict[str, Any]:
@@ -277,7 +293,7 @@ def _fit_and_record(
     try:
         validate(cfg)
         device = resolve_device(cfg.device)
-        _set_determinism(cfg.trainer.deterministic)
+        _set_determinism(cfg.trainer.deterministic, cfg.trainer.compile)
         torch.set_num_threads(threads.resolve(cfg.trainer.threads))
         record.update(
             device=str(device),
@@ -286,8 +302,10 @@ def _fit_and_record(
         )
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
+        precision.configure(cfg.trainer.precision, device)
+        dtype = precision.dtype(cfg.trainer.precision)
         tic = time.perf_counter()
-        data = load_data(cfg.data, device)
+        data = load_data(cfg.data, device, dtype)
         log.info(
             "data %s: %d train / %d test on %s (%.1fs)",
             cfg.data.name.name,
@@ -296,7 +314,7 @@ def _fit_and_record(
             device,
             time.perf_counter() - tic,
         )
-        model = build_mlp(cfg.model, data.num_features, data.num_classes, device)
+        model = build_mlp(cfg.model, data.num_features, data.num_classes, device, dtype)
         optimizer = make_optimizer(model.parameters(), cfg.optim)
         history = History()
         if cfg.trainer.checkpoint and checkpoint.exists():
@@ -329,7 +347,11 @@ def _fit_and_record(
             record.epochs_done(history)
             loggers.epoch(e)
 
-        history = fit(model, optimizer, data, cfg.trainer, cfg.loss, generator, history, on_epoch)
+        trained = compiled(model) if cfg.trainer.compile else model
+        with precision.autocast(cfg.trainer.precision, device):
+            history = fit(
+                trained, optimizer, data, cfg.trainer, cfg.loss, generator, history, on_epoch
+            )
         record.epochs_done(history)  # also when a checkpoint held every epoch already
         if history.status == "diverged":
             log.warning("run diverged at epoch %d: non-finite loss", len(history.epochs))

