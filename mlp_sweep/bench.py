@@ -12,8 +12,8 @@ One process, each measurement repeated, medians, printed as a table and written 
   the test pass) over the matmul throughput measured here, at the same threads and precision.
 - sweep: a real 4-run sweep through the entry point (`-m model.act=relu,leaky,selu,softplus`,
   the default launcher): its wall time, the overhead per run (wall time not spent training,
-  per run), its peak memory (PSS summed over its processes), and its wall time against the
-  tutorial's loop run four times.
+  the training spread over the runs at once, per run), its peak memory (PSS summed over its
+  processes), and its wall time against the tutorial's loop run four times.
 
 speedup = tutorial / mlp_sweep; efficiency = roofline / mlp_sweep. Timings on a shared machine
 are noisy: read the ratios, which are measured in one process.
@@ -215,8 +215,9 @@ def run_sweep(args: list[str], cwd: Path) -> dict[str, Any]:
         "wall_s": wall,
         "train_s_sum": train,
         "runs_at_once": slots,
-        # Each slot's time not spent in train_epoch/evaluate, per run it trained.
-        "overhead_per_run_s": max(wall - train / slots, 0.0) * slots / len(frame),
+        # Wall time not spent in train_epoch/evaluate (the runs' training spread over the
+        # slots that ran at once), per run.
+        "overhead_per_run_s": max(wall - train / slots, 0.0) / len(frame),
         "peak_pss_mb": peak_kb / 1024,
         "test_acc": frame["test_acc"].round(4).tolist(),
     }

@@ -54,3 +54,33 @@ def test_same_model_on_cpu_and_cuda_agrees() -> None:
     gpu_model.load_state_dict(cpu_model.state_dict())
     x = torch.randn(32, 784)
     torch.testing.assert_close(gpu_model(x.cuda()).cpu(), cpu_model(x), rtol=1e-3, atol=1e-3)
+
+
+def test_tf32_and_bf16_stay_within_0_3_points_of_fp32_on_the_activation_sweep(
+    run_cli, tmp_path: Path
+) -> None:
+    """The issue's accuracy bar, on the README's 4-activation sweep (full MNIST, 10 epochs)."""
+    import pandas as pd
+
+    acc = {}
+    for precision in ("fp32", "tf32", "bf16"):
+        sweep = tmp_path / precision
+        result = run_cli(
+            "-m", "model.act=relu,leaky,selu,softplus", "device=cuda",
+            f"trainer.precision={precision}", f"hydra.sweep.dir={sweep}",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        acc[precision] = pd.read_csv(sweep / "summary.csv")["test_acc"]
+    for precision in ("tf32", "bf16"):
+        assert (acc[precision] - acc["fp32"]).abs().max() <= 0.003, (precision, acc)
+
+
+def test_compiled_run_on_cuda_matches_eager(tmp_path: Path) -> None:
+    base = Config(data=DataConfig(limit_train=5000, limit_test=1000), device="cuda")
+    eager = run(base, tmp_path / "eager")
+    compiled = run(
+        Config(data=base.data, trainer=TrainerConfig(compile=True), device="cuda"),
+        tmp_path / "compiled",
+    )
+    assert compiled["status"] == "ok", compiled["error"]
+    assert abs(compiled["test_acc"] - eager["test_acc"]) <= 0.003
