@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -257,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tutorial", action="store_true")
     parser.add_argument("--no-sweep", action="store_true")
     parser.add_argument(
-        "--sweep-args", nargs="*", default=None, help="instead of " + " ".join(SWEEP)
+        "--sweep-args",
+        default=" ".join(SWEEP),
+        help="the sweep's arguments, one string (default: %(default)s)",
     )
     parser.add_argument(
         "--json", type=Path, default=None, help="default: outputs/bench/<time>.json"
@@ -307,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(tutorial_s=tutorial, tutorial_all_s=tutorial_all, speedup=tutorial / ours)
     if not args.no_sweep:
         with tempfile.TemporaryDirectory() as tmp:
-            sweep = run_sweep(args.sweep_args if args.sweep_args is not None else SWEEP, Path(tmp))
+            sweep = run_sweep(shlex.split(args.sweep_args), Path(tmp))
         if "tutorial_s" in result:
             epochs = 10  # the tutorial's loop, four times: once per activation
             sweep["tutorial_4x_s"] = 4 * epochs * result["tutorial_s"]

@@ -22,7 +22,7 @@ def test_a_small_run_of_the_benchmark_writes_a_consistent_json(run_cli, tmp_path
     out = tmp_path / "bench.json"
     done = run_cli(
         "--repeats", "1", "--epochs", "1", "--hidden", "32", "--tutorial-batches", "3",
-        "--sweep-args", "-m", "model.act=relu,selu", "data=synthetic", "trainer.epochs=2",
+        "--sweep-args=-m model.act=relu,selu data=synthetic trainer.epochs=2",
         "--json", str(out),
         module="mlp_sweep.bench",
     )  # fmt: skip
