@@ -9,14 +9,16 @@ the first run trains rather than after it.
 from __future__ import annotations
 
 import argparse
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
 from mlp_sweep import hydra_compat
-from mlp_sweep.command import CONF_DIR, check_keys
+from mlp_sweep.command import CONF_DIR, check_keys, in_schema, schema_node
 from mlp_sweep.config import Config, DataConfig, Dataset, validate
 from mlp_sweep.data import ensure_cached
 from mlp_sweep.device import resolve_device
@@ -116,8 +118,66 @@ def preflight(argv: list[str]) -> list[str | None]:
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3", job_name="mlp_sweep"):
         multirun = bool(args.multirun) or "hydra.mode=MULTIRUN" in args.overrides
         statuses = []
+        composer = Composer(config_name)
         for job in plan(config_name, [*extra, *args.overrides], multirun):
-            composed = compose(config_name, job.overrides)
+            composed = composer(job.overrides)
             check_keys(composed)
             statuses.append(check_job(to_config(composed), job.run_dir, checked))
         return statuses
+
+
+class Composer:
+    """A sweep's jobs as Hydra composes them, at a fraction of the cost.
+
+    Hydra's compose (defaults list, config groups, schema, overrides) takes ~100 ms; a sweep's
+    jobs mostly differ only in leaf values (seed=range(1000), optim.lr=...). So Hydra composes
+    once per distinct structure (the overrides that pick config groups, add or delete keys, or
+    set sections), and each job's plain `key=value` overrides are applied to a copy of that, as
+    Hydra applies them (OmegaConf.update on the typed config, so types and choices are still
+    checked). A job whose values do not apply cleanly is composed by Hydra in full, so its error
+    reads exactly as Hydra's.
+    """
+
+    def __init__(self, config_name: str) -> None:
+        self.config_name = config_name
+        self.parser = hydra_compat.overrides_parser()
+        self.structures: dict[tuple[str, ...], DictConfig] = {}
+        self.composes = 0  # how many times Hydra's full compose ran (tests count them)
+        self.kinds: dict[tuple[object, ...], bool] = {}  # per key: a plain value or not
+
+    def _plain(self, o: Override) -> bool:
+        key = (o.key_or_group, o.is_add(), o.is_delete(), o.is_force_add(), o.package,
+               o.is_sweep_override())  # fmt: skip
+        if key not in self.kinds:
+            self.kinds[key] = _plain_value(o)
+        return self.kinds[key]
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
+        self.composes += 1
+        return compose(self.config_name, overrides)
+
+    def __call__(self, overrides: list[str]) -> DictConfig:
+        parsed = self.parser.parse_overrides(overrides)
+        plain = {id(o): self._plain(o) for o in parsed}
+        structural = tuple(o.input_line or "" for o in parsed if not plain[id(o)])
+        base = self.structures.get(structural)
+        if base is None:
+            base = self.structures[structural] = self._compose(list(structural))
+        cfg = copy.deepcopy(base)
+        try:
+            for o in parsed:
+                if plain[id(o)]:
+                    OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+        except Exception:  # say it as Hydra says it
+            return self._compose(overrides)
+        return cfg
+
+
+def _plain_value(o: Override) -> bool:
+    """`key=value` on a leaf of the schema: a value, not a structure."""
+    if o.is_add() or o.is_delete() or o.is_force_add() or o.package is not None:
+        return False
+    key = o.key_or_group
+    if key.startswith("hydra") or o.is_sweep_override():
+        return False
+    return in_schema(key) and not isinstance(schema_node(key), DictConfig)

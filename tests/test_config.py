@@ -84,3 +84,53 @@ def test_overrides_reach_the_typed_config(typed_cfg) -> None:
 )
 def test_preflight_sees_every_job_the_sweep_will_run(argv: list[str], jobs: int) -> None:
     assert preflight(argv) == [None] * jobs  # None: no earlier run in any job's folder
+
+
+@pytest.mark.parametrize(
+    "argv,jobs,composes",
+    [
+        (["-m", "seed=range(60)", "model.act=relu,selu", "data=synthetic"], 120, 1),
+        (["-m", "optim=sgd,adam", "optim.lr=0.1,0.01", "seed=range(10)"], 40, 2),
+        (["-m", "experiment=compare_activations", "seed=range(5)"], 20, 1),
+    ],
+)
+def test_preflight_composes_once_per_structure_not_per_job(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], jobs: int, composes: int
+) -> None:
+    """The check's cost per job, guarded without timing anything: Hydra's full compose runs
+    once per distinct set of config-group choices, not once per job."""
+    from mlp_sweep import preflight as pf
+
+    counts = []
+    real = pf.Composer.__init__
+
+    def counting(self, config_name: str) -> None:
+        real(self, config_name)
+        counts.append(self)
+
+    monkeypatch.setattr(pf.Composer, "__init__", counting)
+    assert preflight(argv) == [None] * jobs
+    assert [c.composes for c in counts] == [composes]
+
+
+def test_the_fast_check_composes_what_hydra_composes(compose_cfg) -> None:
+    """Each job's config, built from its structure and its values, equals Hydra's compose."""
+    from omegaconf import OmegaConf
+
+    from mlp_sweep.preflight import Composer
+
+    jobs = [
+        ["optim=adam", "optim.lr=0.003", "model.hidden=[64,32]", "seed=3"],
+        [
+            "experiment=tutorial",
+            "model.act=selu",
+            "trainer.precision=bf16",
+            "data.limit_train=null",
+        ],
+        ["model.init=orthogonal", "optim.betas=[0.8,0.9]", "optim=adam", "loss=mse"],
+    ]
+    compose_cfg()  # Hydra initialized on conf/, as preflight has it
+    composer = Composer("config")
+    for overrides in jobs:
+        assert OmegaConf.to_yaml(composer(overrides)) == OmegaConf.to_yaml(compose_cfg(*overrides))
+    assert composer.composes == 2  # optim=adam twice, experiment=tutorial once: 2 structures
