@@ -231,3 +231,13 @@ def test_a_log_line_comes_after_the_runs_that_finished_before_it(tmp_path: Path)
         assert out.text.startswith("[1/1] model.act=0 data=synthetic  ok  test_acc 0.5000")
     finally:
         progress.stop()
+
+
+def test_a_run_whose_logger_failed_says_so_on_its_line(tmp_path: Path) -> None:
+    out = Lines()
+    progress = Progress(tmp_path, total=1, swept={"model.act"}, live=False, stream=out)  # type: ignore[arg-type]
+    progress.start()
+    write_record(tmp_path / "0", status="ok", test_acc=0.9, train_seconds=1.0, finished_at="now",
+                 loggers_failed={"visdom": "ConnectionError: no visdom server"})  # fmt: skip
+    progress.stop()
+    assert out.text == "[1/1] model.act=0  ok  test_acc 0.9000  1.0 s  (logger visdom failed)\n"
