@@ -11,6 +11,7 @@ import argparse
 import functools
 from enum import Enum
 from pathlib import Path
+from typing import TypeGuard
 
 from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf
@@ -178,7 +179,7 @@ def value_choices(word: str) -> list[str] | None:
     if not sep or not isinstance(parent, DictConfig) or name not in parent:
         return None
     kind = OmegaConf.get_type(parent, name)
-    if isinstance(kind, type) and issubclass(kind, Enum):
+    if _is_enum(kind):
         values = [member.name for member in kind]
     elif kind is bool:
         values = ["true", "false"]
@@ -187,7 +188,7 @@ def value_choices(word: str) -> list[str] | None:
     return [f"{key}={v}" for v in values if v.startswith(partial)]
 
 
-def _is_enum(kind: object) -> bool:
+def _is_enum(kind: object) -> TypeGuard[type[Enum]]:
     return isinstance(kind, type) and issubclass(kind, Enum)
 
 

@@ -198,6 +198,16 @@ class Config:
     verbose: bool = False
 
 
+# Keys that say how a run executes or is watched, not what it computes: a resume may change
+# them, and they are no hyperparameters to compare runs by. An entry ending in "." covers the
+# keys below it.
+RUN_SETTINGS = ("trainer.threads", "verbose", "logger.")
+
+
+def is_run_setting(key: str) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RUN_SETTINGS)
+
+
 def register_configs() -> None:
     """Make the schema known to Hydra; conf/config.yaml names it first in its defaults."""
     ConfigStore.instance().store(name="config_schema", node=Config)

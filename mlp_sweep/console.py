@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mlp_sweep import labels
-from mlp_sweep.record import METRICS_FILE
+from mlp_sweep.record import METRICS_FILE, job_order
 
 # log.info(..., extra=ON_CONSOLE): a line a sweep's console shows even when quiet.
 ON_CONSOLE = {"console": True}
@@ -144,7 +144,7 @@ class Progress:
             entries = [e for e in os.scandir(self.sweep_dir) if e.is_dir()]
         except OSError:
             return []
-        entries.sort(key=lambda e: (0, int(e.name), "") if e.name.isdigit() else (1, 0, e.name))
+        entries.sort(key=lambda e: job_order(e.name))
         return [Path(e.path) for e in entries]
 
     def start(self) -> None:

@@ -11,8 +11,6 @@ from typing import Any
 
 import yaml
 
-from mlp_sweep import hydra_compat
-
 MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it into the sweep folder before any job
 
 
@@ -51,6 +49,8 @@ def _dotted(tree: dict[str, Any], prefix: str = "") -> set[str]:
 def swept_in_command(overrides: list[str], sweeper_params: dict[str, Any] | None) -> set[str]:
     """Keys given several values: on the command line (a,b / range() / glob) or as the
     sweeper's params."""
+    from mlp_sweep import hydra_compat  # Hydra: only where a command line is read, not summary
+
     parsed = hydra_compat.overrides_parser().parse_overrides(overrides)
     keys = {o.key_or_group for o in parsed if o.is_sweep_override()}
     return keys | _dotted(dict(sweeper_params or {}))

@@ -143,14 +143,6 @@ class Composer:
         self.parser = hydra_compat.overrides_parser()
         self.structures: dict[tuple[str, ...], DictConfig] = {}
         self.composes = 0  # how many times Hydra's full compose ran (tests count them)
-        self.kinds: dict[tuple[object, ...], bool] = {}  # per key: a plain value or not
-
-    def _plain(self, o: Override) -> bool:
-        key = (o.key_or_group, o.is_add(), o.is_delete(), o.is_force_add(), o.package,
-               o.is_sweep_override())  # fmt: skip
-        if key not in self.kinds:
-            self.kinds[key] = _plain_value(o)
-        return self.kinds[key]
 
     def _compose(self, overrides: list[str]) -> DictConfig:
         self.composes += 1
@@ -158,16 +150,16 @@ class Composer:
 
     def __call__(self, overrides: list[str]) -> DictConfig:
         parsed = self.parser.parse_overrides(overrides)
-        plain = {id(o): self._plain(o) for o in parsed}
-        structural = tuple(o.input_line or "" for o in parsed if not plain[id(o)])
+        plain = [_plain_value(o) for o in parsed]
+        values = [o for o, p in zip(parsed, plain, strict=True) if p]
+        structural = tuple(o.input_line or "" for o, p in zip(parsed, plain, strict=True) if not p)
         base = self.structures.get(structural)
         if base is None:
             base = self.structures[structural] = self._compose(list(structural))
         cfg = copy.deepcopy(base)
         try:
-            for o in parsed:
-                if plain[id(o)]:
-                    OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+            for o in values:
+                OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
         except Exception:  # say it as Hydra says it
             return self._compose(overrides)
         return cfg

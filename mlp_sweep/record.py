@@ -29,6 +29,13 @@ SCHEMA_VERSION = 1
 FINISHED = ("ok", "diverged")
 # A run whose folder another process holds locked (mlp_sweep.lock): reported, never written.
 RUNNING_ELSEWHERE = "running elsewhere"
+
+
+def job_order(name: str) -> tuple[int, int, str]:
+    """Sort key of a sweep's job folders: by job number, then any other folder by name."""
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "numpy", "mlp-sweep")
 
 

@@ -33,7 +33,7 @@ from typing import Any, cast
 import torch
 
 from mlp_sweep import lock, precision, threads
-from mlp_sweep.config import Config, flatten, validate
+from mlp_sweep.config import Config, flatten, is_run_setting, validate
 from mlp_sweep.data import load_data
 from mlp_sweep.device import resolve_device
 from mlp_sweep.errors import ConfigMismatch, MlpSweepError
@@ -62,13 +62,6 @@ log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
 TRACEBACK_FILE = "traceback.txt"
-# Keys that say how a run executes or is watched, not what it computes: a resume may change
-# them. An entry ending in "." covers the keys below it.
-NOT_COMPARED = ("trainer.threads", "verbose", "logger.")
-
-
-def _compared(key: str) -> bool:
-    return not any(key == k or (k.endswith(".") and key.startswith(k)) for k in NOT_COMPARED)
 
 
 @dataclass(frozen=True)
@@ -96,7 +89,9 @@ def run_params(cfg: Config) -> dict[str, Any]:
 
 
 def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and _compared(k))
+    return sorted(
+        k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not is_run_setting(k)
+    )
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -219,7 +214,7 @@ def _restore(
 def compiled(model: Model) -> Model:
     """torch.compile of the model; the checkpoint keeps saving the model itself. On CUDA the
     "reduce-overhead" mode captures the steps in CUDA graphs (the MLP's kernels are small)."""
-    if not isinstance(model, torch.nn.Module):  # the functional impl: compile its forward
+    if not isinstance(model, torch.nn.Module):  # the functional impl trains eagerly
         return model
     device = next(model.parameters()).device
     mode = "reduce-overhead" if device.type == "cuda" else None

@@ -22,7 +22,14 @@ import yaml
 
 from mlp_sweep import lock
 from mlp_sweep.errors import MlpSweepError
-from mlp_sweep.record import METRICS_FILE, RUNNING_ELSEWHERE, read_metrics, write_bytes_atomic
+from mlp_sweep.labels import key_of
+from mlp_sweep.record import (
+    METRICS_FILE,
+    RUNNING_ELSEWHERE,
+    job_order,
+    read_metrics,
+    write_bytes_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +61,7 @@ class SummaryError(MlpSweepError):
 
 
 def parse_override(text: str) -> tuple[str, str]:
-    key, _, value = text.partition("=")
-    return key.lstrip("+~"), value
+    return key_of(text), text.partition("=")[2]
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -65,7 +71,7 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
         for d in sweep_dir.iterdir()
         if d.is_dir() and ((d / ".hydra").is_dir() or (d / METRICS_FILE).exists())
     ]
-    return sorted(found, key=lambda d: (0, int(d.name), "") if d.name.isdigit() else (1, 0, d.name))
+    return sorted(found, key=lambda d: job_order(d.name))
 
 
 def _job_overrides(job_dir: Path) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlp_sweep import labels
-from mlp_sweep.config import LoggerConfig
+from mlp_sweep.config import LoggerConfig, is_run_setting
 from mlp_sweep.train import EpochStats
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,6 @@ CORE_HPARAMS = (
     "data.name",
     "seed",
 )
-
-# How a run is watched or executed, not what it computes: no column in the HParams view.
-NOT_HPARAMS = ("logger.", "verbose", "trainer.threads")
 
 
 @dataclass(frozen=True)
@@ -81,11 +78,9 @@ def run_info(
     else:
         label = f"{num}: {labels.label(overrides, labels.swept_in_folder(sweep_dir))}"
         group = sweep_dir.name
-    overridden = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    overridden = [labels.key_of(o) for o in overrides]
     keys = list(CORE_HPARAMS) + [
-        k
-        for k in overridden
-        if k in params and k not in CORE_HPARAMS and not k.startswith(NOT_HPARAMS)
+        k for k in overridden if k in params and k not in CORE_HPARAMS and not is_run_setting(k)
     ]
     return RunInfo(run_dir, label.strip(), group, params, {k: params.get(k) for k in keys})
 
