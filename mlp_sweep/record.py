@@ -7,6 +7,7 @@ instant, sees the old file or the new one, never half of one.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -156,12 +157,18 @@ def slurm_job() -> str | None:
 
 def environment() -> dict[str, Any]:
     """Where and with what a run ran: enough to reproduce it from its own folder."""
+    return {**_process_environment(), "pid": os.getpid(), "slurm_job": slurm_job()}
+
+
+@functools.cache
+def _process_environment() -> dict[str, Any]:
+    """What holds for every run of this process, looked up once (two git commands and the
+    package metadata took ~10 ms a run). The commit is the one whose code this process
+    imported at start-up, which is what its runs ran, even if the checkout moves on."""
     return {
         "versions": versions(),
         "git": git_state(),
         "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "slurm_job": slurm_job(),
         "platform": platform.platform(),
     }
 

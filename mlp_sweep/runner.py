@@ -273,7 +273,9 @@ def _train(cfg: Config, run_dir: Path, job: JobInfo) -> dict[str, Any]:
         status, error = _fit_and_record(cfg, run_dir, job, record, loggers)
     finally:  # also on an interrupt: the loggers get their bounded time to finish
         loggers.finish(record.fields)
-        record.update(loggers_failed=loggers.close())
+        record.fields["loggers_failed"] = loggers.close()
+        if loggers.names:  # written now: an interrupt does not reach the final write below
+            record.update()
     record.update(status=status, error=error, finished_at=now_iso())
     return record.fields
 
@@ -283,7 +285,7 @@ def _fit_and_record(
 ) -> tuple[str, str | None]:
     """Train, recording as it goes. Returns (status, error); raises only on an interrupt."""
     checkpoint = run_dir / CHECKPOINT_FILE
-    record.update(loggers=loggers.names)
+    record.fields["loggers"] = loggers.names  # written with the device, below
     kept = History()  # the epochs the checkpoint holds: what an interrupted record reports
     try:
         validate(cfg)
@@ -347,7 +349,8 @@ def _fit_and_record(
             history = fit(
                 trained, optimizer, data, cfg.trainer, cfg.loss, generator, history, on_epoch
             )
-        record.epochs_done(history)  # also when a checkpoint held every epoch already
+        if record.fields["epochs_done"] != len(history.epochs):  # a checkpoint held them all
+            record.epochs_done(history)
         if history.status == "diverged":
             log.warning("run diverged at epoch %d: non-finite loss", len(history.epochs))
         return history.status, None

@@ -5,6 +5,7 @@ No file I/O here: the caller gets an `on_epoch` hook for records and checkpoints
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -36,7 +37,27 @@ def _mse_on_softmax(logits: Tensor, y: Tensor, reduction: str) -> Tensor:
 LOSSES: dict[Loss, LossFn] = {Loss.ce: _cross_entropy, Loss.mse: _mse_on_softmax}
 
 
+@functools.cache
+def _skip_dynamo_import() -> None:
+    """Let torch.optim run without importing torch._dynamo (1.2 s of every process's first
+    optimizer, measured here: most of a trivial job's cost in a 100-job sweep).
+
+    Optimizer's methods are wrapped in torch._disable_dynamo, whose first call imports dynamo
+    to build the disabled version and then caches it on the function as `__dynamo_disable`.
+    That version only differs inside a torch.compile'd region, and mlp_sweep never calls an
+    optimizer from one (trainer.compile compiles the model), so the plain function is cached
+    there instead. Only wrappers recognised by their code object are touched.
+    """
+    probe = torch._disable_dynamo(_skip_dynamo_import.__wrapped__)  # type: ignore[attr-defined]
+    for attr in vars(torch.optim.Optimizer).values():
+        if getattr(attr, "__code__", None) is probe.__code__:
+            plain = attr.__wrapped__
+            if getattr(plain, "__dynamo_disable", None) is None:
+                plain.__dynamo_disable = plain
+
+
 def make_optimizer(params: Iterable[Tensor], cfg: OptimConfig) -> torch.optim.Optimizer:
+    _skip_dynamo_import()
     if cfg.name is Optimizer.adam:
         b1, b2 = cfg.betas
         return torch.optim.Adam(

@@ -74,3 +74,27 @@ def test_mse_loss_is_on_softmax_outputs() -> None:
     torch.testing.assert_close(LOSSES[Loss.mse](logits, y, "mean"), expected)
     torch.testing.assert_close(LOSSES[Loss.mse](logits, y, "sum"), expected * 9)
     assert train_once(0, loss=Loss.mse, lr=0.5).status == "ok"
+
+
+def test_a_run_never_imports_torch_dynamo(tmp_path) -> None:
+    """torch.optim's first call imports torch._dynamo (over a second a process, most of a
+    trivial job's cost); a run with a checkpoint, resumed, does without it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, cli_env
+
+    code = (
+        "import sys; from pathlib import Path; from mlp_sweep.runner import run; "
+        "from mlp_sweep.config import Config, DataConfig, Dataset, TrainerConfig; "
+        "d = DataConfig(name=Dataset.synthetic, n_train=60, n_test=20); "
+        "import json; c = Config(data=d, trainer=TrainerConfig(epochs=2)); "
+        f"p = Path({str(tmp_path)!r}); run(c, p); m = p / 'metrics.json'; "
+        "m.write_text(json.dumps({**json.loads(m.read_text()), 'status': 'interrupted'})); "
+        "r = run(c, p); "
+        "print(r['status'], r['resumed_from_epoch'], 'torch._dynamo' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=cli_env(), cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.stdout.split() == ["ok", "2", "False"], done.stderr[-2000:]
