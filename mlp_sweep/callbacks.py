@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlp_sweep import labels
 from mlp_sweep.console import Progress, is_terminal
-from mlp_sweep.hydra_compat import BASIC_SWEEPER
+from mlp_sweep.hydra_compat import GRID_SWEEPERS
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class SummaryCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         ACTIVE.sweep_dir = Path(config.hydra.sweep.dir)
         sweeper = config.hydra.sweeper
-        if sweeper.get("_target_") == BASIC_SWEEPER:
+        if sweeper.get("_target_") in GRID_SWEEPERS:
             total = ACTIVE.planned
         else:  # a search: as many trials as it is asked for
             total = sweeper.get("n_trials")

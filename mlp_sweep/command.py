@@ -166,7 +166,13 @@ def check_keys(cfg: DictConfig) -> None:
     plain = OmegaConf.to_container(cfg, resolve=False)
     if isinstance(plain, dict):
         plain.pop("hydra", None)
-    walk(plain, OmegaConf.to_container(_schema(), resolve=False), "")
+    walk(plain, _schema_tree(), "")
+
+
+@functools.cache
+def _schema_tree() -> object:
+    """The schema as plain dicts, built once. Shared: callers must not modify it."""
+    return OmegaConf.to_container(_schema(), resolve=False)
 
 
 def value_choices(word: str) -> list[str] | None:

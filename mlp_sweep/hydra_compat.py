@@ -2,8 +2,10 @@
 
 The pre-launch check must read a command line as Hydra will (its argument parser) and expand a
 sweep into jobs as Hydra's basic sweeper will (its split_arguments, and glob() through the
-config loader). Neither is exported by Hydra 1.3; tests/test_hydra_compat.py checks each use
-against the Hydra installed, so a release that changes them fails there first.
+config loader); the faster compose (mlp_sweep.launch.compose) repeats the last stage of
+Hydra's compose with Hydra's own functions. None is exported by Hydra 1.3;
+tests/test_hydra_compat.py and tests/test_compose.py check each use against the Hydra
+installed, so a release that changes them fails there first.
 """
 
 from __future__ import annotations
@@ -11,14 +13,23 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 
-# hydra.sweeper._target_ of Hydra's default sweeper, whose expansion preflight repeats.
+# hydra.sweeper._target_ of Hydra's default sweeper, whose expansion preflight repeats, and
+# of mlp_sweep's default (hydra_plugins/mlp_sweep_grid), which expands a grid the same way.
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+GRID_SWEEPERS = (BASIC_SWEEPER, "hydra_plugins.mlp_sweep_grid.grid_sweeper.GridSweeper")
+
+
+# The last stage of Hydra's compose: the overrides that are not config-group choices, applied
+# in order to the composed config; and hydra.job.override_dirname, made from the overrides.
+apply_overrides = ConfigLoaderImpl._apply_overrides_to_config
+overrides_dirname = get_overrides_dirname
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -69,7 +69,7 @@ def plan(config_name: str, overrides: list[str], multirun: bool) -> list[Job]:
     base = compose(config_name, fixed if multirun else overrides, return_hydra_config=True)
     if not multirun:
         return [Job(overrides, Path(base.hydra.run.dir))]
-    if base.hydra.sweeper.get("_target_") != hydra_compat.BASIC_SWEEPER:
+    if base.hydra.sweeper.get("_target_") not in hydra_compat.GRID_SWEEPERS:
         return [Job(fixed, None)]  # other sweepers choose their values as they go
     sweeper = OmegaConf.to_container(base.hydra.sweeper, resolve=False)
     params = (sweeper.get("params") if isinstance(sweeper, dict) else None) or {}
@@ -121,7 +121,8 @@ def preflight(argv: list[str]) -> list[str | None]:
         composer = Composer(config_name)
         for job in plan(config_name, [*extra, *args.overrides], multirun):
             composed = composer(job.overrides)
-            check_keys(composed)
+            if composer.new_keys:  # leaf values cannot add keys: once per shape is enough
+                check_keys(composed)
             statuses.append(check_job(to_config(composed), job.run_dir, checked))
         return statuses
 
@@ -134,33 +135,62 @@ class Composer:
     once per distinct structure (the overrides that pick config groups, add or delete keys, or
     set sections), and each job's plain `key=value` overrides are applied to a copy of that, as
     Hydra applies them (OmegaConf.update on the typed config, so types and choices are still
-    checked). A job whose values do not apply cleanly is composed by Hydra in full, so its error
-    reads exactly as Hydra's.
+    checked). Jobs with the same structure and the same plain keys share one copy: each sets
+    every key the one before it set, so no copy per job is needed (a copy of the config costs
+    more than the rest of a job's check). Each distinct override text is parsed once. A job
+    whose values do not apply cleanly is composed by Hydra in full, so its error reads exactly
+    as Hydra's.
+
+    The config returned is only valid until the next call: read it (to_config), do not keep it.
     """
 
     def __init__(self, config_name: str) -> None:
         self.config_name = config_name
         self.parser = hydra_compat.overrides_parser()
         self.structures: dict[tuple[str, ...], DictConfig] = {}
+        self.scratch: dict[tuple[tuple[str, ...], tuple[str, ...]], DictConfig] = {}
+        self.parsed: dict[str, Override] = {}
+        self.plain: dict[str, bool] = {}
         self.composes = 0  # how many times Hydra's full compose ran (tests count them)
+        self.new_keys = True  # whether the last config returned may hold keys not seen before
 
     def _compose(self, overrides: list[str]) -> DictConfig:
         self.composes += 1
+        self.new_keys = True
         return compose(self.config_name, overrides)
 
+    def _parse(self, text: str) -> Override:
+        if text not in self.parsed:
+            self.parsed[text] = self.parser.parse_overrides([text])[0]
+        return self.parsed[text]
+
+    def _is_plain(self, o: Override) -> bool:
+        text = o.input_line or ""
+        if text not in self.plain:
+            self.plain[text] = _plain_value(o)
+        return self.plain[text]
+
     def __call__(self, overrides: list[str]) -> DictConfig:
-        parsed = self.parser.parse_overrides(overrides)
-        plain = [_plain_value(o) for o in parsed]
+        try:
+            parsed = [self._parse(text) for text in overrides]
+        except Exception:  # Hydra's own parse error, as Hydra says it
+            return self._compose(overrides)
+        plain = [self._is_plain(o) for o in parsed]
         values = [o for o, p in zip(parsed, plain, strict=True) if p]
         structural = tuple(o.input_line or "" for o, p in zip(parsed, plain, strict=True) if not p)
-        base = self.structures.get(structural)
-        if base is None:
-            base = self.structures[structural] = self._compose(list(structural))
-        cfg = copy.deepcopy(base)
+        key = (structural, tuple(o.key_or_group for o in values))
+        cfg = self.scratch.get(key)
+        self.new_keys = cfg is None
+        if cfg is None:
+            base = self.structures.get(structural)
+            if base is None:
+                base = self.structures[structural] = self._compose(list(structural))
+            cfg = self.scratch[key] = copy.deepcopy(base)
         try:
             for o in values:
                 OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
-        except Exception:  # say it as Hydra says it
+        except Exception:  # say it as Hydra says it; the copy is in an unknown state now
+            del self.scratch[key]
             return self._compose(overrides)
         return cfg
 

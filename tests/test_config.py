@@ -128,9 +128,18 @@ def test_the_fast_check_composes_what_hydra_composes(compose_cfg) -> None:
             "data.limit_train=null",
         ],
         ["model.init=orthogonal", "optim.betas=[0.8,0.9]", "optim=adam", "loss=mse"],
+        # Jobs of one shape share one copy: each must still read as if composed alone.
+        ["model.hidden=[10,10,10]", "seed=1"],
+        ["model.hidden=[5]", "seed=2"],
+        ["model.hidden=[]", "seed=3"],
     ]
     compose_cfg()  # Hydra initialized on conf/, as preflight has it
     composer = Composer("config")
     for overrides in jobs:
         assert OmegaConf.to_yaml(composer(overrides)) == OmegaConf.to_yaml(compose_cfg(*overrides))
-    assert composer.composes == 2  # optim=adam twice, experiment=tutorial once: 2 structures
+    # optim=adam twice, experiment=tutorial once, none: 3 structures
+    assert composer.composes == 3
+    with pytest.raises(Exception, match="seed"):
+        composer(["model.hidden=[7]", "seed=x"])  # fails half-way through the shared copy
+    after = ["model.hidden=[8]", "seed=4"]
+    assert OmegaConf.to_yaml(composer(after)) == OmegaConf.to_yaml(compose_cfg(*after))

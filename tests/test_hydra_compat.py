@@ -24,10 +24,20 @@ def test_args_parser_reads_hydras_flags() -> None:
     assert hydra_compat.parse_args(["--experimental-rerun", "f"]).experimental_rerun == "f"
 
 
-def test_default_sweeper_is_the_basic_one() -> None:
+def test_default_sweeper_expands_grids_as_hydras_basic_one() -> None:
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    from hydra_plugins.mlp_sweep_grid.grid_sweeper import GridSweeper
+
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", return_hydra_config=True)
-    assert cfg.hydra.sweeper._target_ == hydra_compat.BASIC_SWEEPER
+        basic = compose("config", ["hydra/sweeper=basic"], return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_ in hydra_compat.GRID_SWEEPERS
+    assert basic.hydra.sweeper._target_ == hydra_compat.BASIC_SWEEPER
+    # The grid sweeper is Hydra's own but for how it composes: same split, same batches.
+    assert issubclass(GridSweeper, BasicSweeper)
+    assert GridSweeper.split_arguments is BasicSweeper.split_arguments
+    assert GridSweeper.sweep is BasicSweeper.sweep
 
 
 def test_grid_expands_in_the_sweepers_order_with_glob() -> None:

@@ -9,6 +9,7 @@ sweep process per study: a second one would take the first one's running trials 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -178,6 +179,11 @@ class OptunaSweeper(Sweeper):
             import optuna  # noqa: F401
         except ImportError:
             raise MissingOptuna(MISSING_OPTUNA) from None
+        from mlp_sweep.launch.compose import CachedLoader
+
+        if not isinstance(hydra_context.config_loader, CachedLoader):  # trials differ in values
+            loader = CachedLoader(hydra_context.config_loader)
+            hydra_context = dataclasses.replace(hydra_context, config_loader=loader)
         self.hydra_context = hydra_context
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(

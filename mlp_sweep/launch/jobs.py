@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,6 +62,18 @@ def job_dir(config: DictConfig) -> Path:
     """The folder run_job will give this job: hydra.sweep.dir / hydra.sweep.subdir."""
     sweep = config.hydra.sweep
     return Path(os.path.abspath(os.path.join(str(sweep.dir), str(sweep.subdir))))
+
+
+# Interpolations a sweep's folder can use without HydraConfig being this job's.
+_SELF_CONTAINED = re.compile(r"\$\{(now:[^}]*|hydra\.job\.num|hydra\.job\.id)\}")
+
+
+def _reads_hydra_config(config: DictConfig) -> bool:
+    """Whether job_dir() may resolve through the ${hydra:...} resolver, or through another
+    key that might: then HydraConfig must hold this job's config first, not the last job's."""
+    sweep = config.hydra.sweep
+    raw = f"{sweep._get_node('dir')._value()} {sweep._get_node('subdir')._value()}"
+    return "${" in _SELF_CONTAINED.sub("", raw)
 
 
 def skipped(overrides: Sequence[str], config: DictConfig, why: str) -> JobReturn:
@@ -119,7 +132,8 @@ def run_locked(
 
     if not is_mlp_sweep_task(task_function):
         return run()
-    HydraConfig.instance().set_config(config)  # job_dir may interpolate ${hydra:...}
+    if _reads_hydra_config(config):
+        HydraConfig.instance().set_config(config)  # a deep copy of hydra's node: not per job
     folder = job_dir(config)
     if _finished(folder):  # final: the task skips it; its lock file is not rewritten
         return run()

@@ -1,0 +1,110 @@
+"""The grid sweeper's compose (mlp_sweep/launch/compose.py) gives exactly Hydra's configs and
+Hydra's errors, composing once per structure: a sweep's cost per job guarded by counting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mlp_sweep.launch.compose import CachedLoader
+from mlp_sweep.preflight import CONF_DIR
+
+JOBS = [
+    ["seed=0", "optim=sgd", "optim.lr=0.1", "model.act=selu"],
+    ["seed=1", "optim=adam", "optim.lr=0.1", "model.act=selu"],
+    ["seed=2", "optim=sgd", "optim.lr=0.03", "model.act=leaky"],
+    ["seed=3", "optim=adam", "optim.lr=0.03", "model.act=leaky"],
+    ["model.hidden=[10,10,10]", "+extra=1"],
+    ["model.hidden=[5]", "+extra=2"],
+    ["trainer={epochs:2}", "data=synthetic", "~model.elu_alpha"],  # Hydra refuses the deletion
+    ["seed=x"],  # not an int
+    ["model.act=nope"],  # not an Activation
+    ["model.actt=relu"],  # no such key
+    ["experiment=tutorial", "model.act=softplus", "hydra.job.chdir=true"],
+    ["experiment=tutorial", "model.act=tanh", "hydra.job.chdir=true"],
+]
+
+
+@pytest.fixture
+def loaders() -> Iterator[tuple[object, CachedLoader]]:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        hydra_loader = GlobalHydra.instance().config_loader()
+        yield hydra_loader, CachedLoader(hydra_loader)
+
+
+def _outcome(loader: object, overrides: list[str]) -> str:
+    try:
+        cfg = loader.load_configuration("config", overrides, RunMode.RUN)  # type: ignore[attr-defined]
+    except (HydraException, OmegaConfBaseException) as err:
+        return f"{type(err).__name__}: {err}"
+    return OmegaConf.to_yaml(cfg)
+
+
+def test_every_job_composes_as_hydra_composes_it(loaders) -> None:
+    """The whole config, hydra node included (overrides.task, override_dirname, choices), and
+    every refusal word for word."""
+    hydra_loader, cached = loaders
+    refused = 0
+    for overrides in JOBS:
+        expected = _outcome(hydra_loader, overrides)
+        assert _outcome(cached, overrides) == expected, overrides
+        refused += "Exception" in expected or "Error" in expected.split(":")[0]
+    assert refused == 4
+    # Structures: (), optim=adam/sgd, data=synthetic+~deletion, experiment=tutorial+chdir;
+    # and each refused job once more in full, to say it as Hydra says it.
+    assert cached.composes < len(JOBS)
+
+
+def test_a_thousand_jobs_cost_one_compose(loaders) -> None:
+    _, cached = loaders
+    for seed in range(1000):
+        cfg = cached.load_configuration("config", [f"seed={seed}", "optim.lr=0.05"], RunMode.RUN)
+        assert cfg.seed == seed and cfg.hydra.overrides.task == [f"seed={seed}", "optim.lr=0.05"]
+    assert cached.composes == 1
+
+
+def test_the_sweepers_check_refuses_what_hydra_refuses(loaders) -> None:
+    """check_sweep_config (one scratch copy for jobs of one shape) raises exactly when
+    load_sweep_config would, whatever ran on the copy before."""
+    hydra_loader, cached = loaders
+    master = hydra_loader.load_configuration("config", ["hydra.job.chdir=true"], RunMode.MULTIRUN)
+    jobs = [
+        ["seed=1", "+extra=1"],
+        ["seed=2", "+extra=2"],  # `+` onto the same copy again: decided by a full compose
+        ["seed=oops", "+extra=3"],
+        ["model.hidden=[1,2,3]"],
+        ["model.hidden=[4]"],
+        ["optim=adam", "optim.betas=[0.8,0.9]"],
+        ["optim=adam", "optim.betas=[0.8]"],  # a pair is needed
+        ["trainer={epochs:2}"],
+        ["trainer={epochz:2}"],
+    ]
+    for overrides in jobs:
+        try:
+            hydra_loader.load_sweep_config(master, overrides)
+            expected = None
+        except (HydraException, OmegaConfBaseException) as err:
+            expected = type(err)
+        if expected is None:
+            cached.check_sweep_config(master, overrides)
+        else:
+            with pytest.raises(expected):
+                cached.check_sweep_config(master, overrides)
+
+
+def test_it_travels_to_workers_without_its_cache(loaders) -> None:
+    import cloudpickle
+
+    _, cached = loaders
+    cached.load_configuration("config", ["seed=1"], RunMode.RUN)
+    copy = cloudpickle.loads(cloudpickle.dumps(cached))
+    assert isinstance(copy, CachedLoader) and copy.composes == 0
+    cfg = copy.load_configuration("config", ["seed=2"], RunMode.RUN)
+    assert isinstance(cfg, DictConfig) and cfg.seed == 2
