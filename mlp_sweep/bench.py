@@ -15,6 +15,9 @@ One process, each measurement repeated, medians, printed as a table and written 
   the training spread over the runs at once, per run), its peak memory (PSS summed over its
   processes), and its wall time against the tutorial's loop run four times.
 
+`python -m mlp_sweep.bench sweep-overhead` measures instead what a sweep costs per job around
+its runs, beside a plain Hydra app (mlp_sweep/overhead.py).
+
 speedup = tutorial / mlp_sweep; efficiency = roofline / mlp_sweep. Timings on a shared machine
 are noisy: read the ratios, which are measured in one process.
 """
@@ -246,6 +249,11 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sweep-overhead"]:  # the cost around the runs: mlp_sweep/overhead.py
+        from mlp_sweep import overhead
+
+        return overhead.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m mlp_sweep.bench", description=__doc__)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, auto")
     parser.add_argument("--precision", default="fp32", choices=precisions.CHOICES)

@@ -38,3 +38,43 @@ def test_a_small_run_of_the_benchmark_writes_a_consistent_json(run_cli, tmp_path
     assert sweep["wall_s"] > sweep["train_s_sum"] / sweep["runs_at_once"]
     assert "speedup    = tutorial / mlp_sweep" in done.stdout
     assert f"json: {out}" in done.stdout
+
+
+@pytest.mark.slow  # six real sweeps and two fresh processes: ~40 s
+def test_the_sweep_overhead_mode_measures_real_sweeps_and_folders(run_cli, tmp_path: Path) -> None:
+    """sweep-overhead runs the plain Hydra anchor and both launchers at each size, and scans
+    folders of finished runs (copies of a real one) as --resume would: all found finished."""
+    out = tmp_path / "overhead.json"
+    done = run_cli(
+        "sweep-overhead", "--sizes", "2,4", "--folder-runs", "30", "--json", str(out),
+        module="mlp_sweep.bench",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert [row["n"] for row in r["sizes"]] == [2, 4]
+    for row in r["sizes"]:
+        assert all(row[k] > 0 for k in ("check", "plain", "basic", "default"))
+    assert sorted(r["folders"]) == ["3", "30"]  # a tenth of the runs, for memory per run
+    assert all(f["summary"] > 0 and f["resume"] > 0 for f in r["folders"].values())
+    assert "2->4: plain Hydra" in done.stdout and "folder of 30 runs" in done.stdout
+
+
+def test_a_fake_folder_reads_as_the_runs_it_copies(tmp_path: Path) -> None:
+    import shutil
+
+    from mlp_sweep.overhead import fake_sweep
+    from mlp_sweep.summary import build_summary
+
+    template = tmp_path / "t"
+    job = template / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (template / "multirun.yaml").write_text(f"hydra:\n  sweep:\n    dir: {template}\n")
+    record = {"status": "ok", "seed": 0, "overrides": ["seed=0", "trainer.epochs=1"],
+              "params": {"seed": 0}, "test_acc": 0.5}  # fmt: skip
+    (job / "metrics.json").write_text(json.dumps(record))
+    (job / ".hydra" / "config.yaml").write_text("a: 1\nseed: 0\nb: 2\n")
+    shutil.copytree(job, template / "1")
+    fake_sweep(template, tmp_path / "f", 5)
+    frame = build_summary(tmp_path / "f")
+    assert list(frame["seed"]) == [0, 1, 2, 3, 4] and set(frame["status"]) == {"ok"}
+    assert (tmp_path / "f" / "3" / ".hydra" / "config.yaml").read_text() == "a: 1\nseed: 3\nb: 2\n"
