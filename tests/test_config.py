@@ -18,7 +18,13 @@ def test_groups_are_the_documented_ones() -> None:
         "optim": ["adam", "sgd"],
         "data": ["fashion_mnist", "kmnist", "mnist", "synthetic"],
     }
-    assert EXPERIMENTS == ["compare_activations", "tutorial", "tutorial_lowlevel"]
+    assert EXPERIMENTS == [
+        "activations_grid",
+        "compare_activations",
+        "tutorial",
+        "tutorial_lowlevel",
+        "tutorial_repro",
+    ]
 
 
 @pytest.mark.parametrize(
