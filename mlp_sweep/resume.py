@@ -23,7 +23,7 @@ from mlp_sweep.errors import ConfigError
 NOT_REPLAYED = ("hydra.sweep.dir=", "hydra.mode=")
 # Launchers and sweepers a resume may switch to: Hydra's built-in ones and this project's.
 PLUGINS = {
-    "hydra/launcher": {"basic", "parallel", "slurm"},
+    "hydra/launcher": {"basic", "parallel", "slurm", "fused"},
     "hydra/sweeper": {"basic", "grid", "mlp_sweep_optuna"},
 }
 # Hydra settings that only place, name or tune the jobs; none can name code.

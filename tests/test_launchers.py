@@ -1,4 +1,4 @@
-"""hydra/launcher=parallel passes Hydra's own launcher test suites, as Hydra's plugins do."""
+"""hydra/launcher=parallel and =fused pass Hydra's own launcher test suites, as Hydra's plugins do."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:Future Hydra versions will no lo
 
 
 @pytest.mark.usefixtures("hydra_defaults")
-@pytest.mark.parametrize("launcher_name, overrides", [("parallel", ["hydra.launcher.n_jobs=2"])])
+@pytest.mark.parametrize(
+    "launcher_name, overrides",
+    [("parallel", ["hydra.launcher.n_jobs=2"]), ("fused", ["hydra.launcher.n_jobs=2"])],
+)
 class TestParallelLauncher(LauncherTestSuite):
     pass
 
@@ -21,7 +24,10 @@ class TestParallelLauncher(LauncherTestSuite):
 @pytest.mark.usefixtures("hydra_defaults")
 @pytest.mark.parametrize(
     "launcher_name, overrides",
-    [("parallel", ["hydra.launcher.n_jobs=2", "hydra.sweeper.max_batch_size=2"])],
+    [
+        ("parallel", ["hydra.launcher.n_jobs=2", "hydra.sweeper.max_batch_size=2"]),
+        ("fused", ["hydra.launcher.n_jobs=2", "hydra.sweeper.max_batch_size=2"]),
+    ],
 )
 class TestParallelLauncherBatches(BatchedSweeperTestSuite):
     pass
@@ -29,7 +35,10 @@ class TestParallelLauncherBatches(BatchedSweeperTestSuite):
 
 @pytest.mark.parametrize(
     "task_launcher_cfg, extra_flags",
-    [({"defaults": [{"override hydra/launcher": "parallel"}]}, ["-m"])],
+    [
+        ({"defaults": [{"override hydra/launcher": "parallel"}]}, ["-m"]),
+        ({"defaults": [{"override hydra/launcher": "fused"}]}, ["-m"]),
+    ],
 )
 class TestParallelLauncherIntegration(IntegrationTestSuite):
     pass

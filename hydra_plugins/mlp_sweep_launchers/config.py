@@ -21,3 +21,19 @@ class ParallelLauncherConf:
 ConfigStore.instance().store(
     group="hydra/launcher", name="parallel", node=ParallelLauncherConf, provider="mlp_sweep"
 )
+
+
+@dataclass
+class FusedLauncherConf:
+    _target_: str = "hydra_plugins.mlp_sweep_launchers.fused_launcher.FusedLauncher"
+    # As the parallel launcher's: workers at once (each trains a stack or a single job).
+    n_jobs: Optional[int] = None  # noqa: UP045 (see the module's note)
+    # Jobs that can share a stack train as one from this many on; fewer run one by one.
+    min_group: int = 2
+    # The most runs in one stack; a larger group is split evenly (memory, and workers to feed).
+    max_group: int = 16
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="fused", node=FusedLauncherConf, provider="mlp_sweep"
+)

@@ -40,45 +40,54 @@ class ParallelLauncher(Launcher):
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         from mlp_sweep import threads
-        from mlp_sweep.launch.jobs import HydraJobs, is_mlp_sweep_task, threads_asked
+        from mlp_sweep.launch.jobs import GroupJobs, is_mlp_sweep_task, threads_asked
         from mlp_sweep.launch.pool import Pool
 
         assert self.config and self.hydra_context and self.task_function
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        numbered = [(i, list(o)) for i, o in enumerate(job_overrides, start=initial_job_idx)]
+        ours = is_mlp_sweep_task(self.task_function)
+        units = self.units(numbered) if ours else [[job] for job in numbered]
         wanted = threads_asked(self.config, job_overrides)
-        workers, per_job = threads.split(len(job_overrides), self.n_jobs, wanted)
+        workers, per_job = threads.split(len(units), self.n_jobs, wanted)
         log.info(
-            f"Launching {len(job_overrides)} jobs on {workers} worker processes, "
-            f"{per_job} torch thread{'s' if per_job > 1 else ''} each",
+            f"Launching {len(job_overrides)} jobs{self.describe(units)} on {workers} worker "
+            f"processes, {per_job} torch thread{'s' if per_job > 1 else ''} each",
             extra=ON_CONSOLE if self._pool is None else None,  # a search's later batches: quiet
         )
-        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+        for idx, overrides in numbered:
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
         if self._pool is None or self._pool_shape != (workers, per_job):
             if self._pool is not None:
                 self._pool.close()
-            jobs = HydraJobs(
+            jobs = GroupJobs(
                 self.hydra_context, self.task_function, self.config, Singleton.get_state()
             )
             self._pool = Pool(jobs, workers, env={threads.ENV: str(per_job)})
             self._pool_shape = (workers, per_job)
             atexit.register(self._pool.close)
-        numbered = enumerate(job_overrides, start=initial_job_idx)
-        answers = self._pool.run([(idx, list(overrides)) for idx, overrides in numbered])
-        ours = is_mlp_sweep_task(self.task_function)
-        returns = []
-        for idx, (overrides, (kind, value)) in enumerate(
-            zip(job_overrides, answers, strict=True), start=initial_job_idx
-        ):
+        answers = self._pool.run([(unit,) for unit in units])
+        done: dict[int, JobReturn] = {}
+        for unit, (kind, value) in zip(units, answers, strict=True):
             if kind == "ok":
-                returns.append(value)
+                done.update((idx, ret) for (idx, _), ret in zip(unit, value, strict=True))
                 continue
-            ret = JobReturn(overrides=list(overrides), cfg=self.config, status=JobStatus.FAILED)
-            ret.return_value = value if isinstance(value, BaseException) else RuntimeError(value)
-            if ours:  # the run's own record says what happened; the summary lists it
-                log.error(f"job #{idx} ({' '.join(overrides)}): {value}")
-                ret.status, ret.return_value = JobStatus.COMPLETED, None
-            returns.append(ret)
-        return returns
+            for idx, overrides in unit:
+                ret = JobReturn(overrides=overrides, cfg=self.config, status=JobStatus.FAILED)
+                ret.return_value = (
+                    value if isinstance(value, BaseException) else RuntimeError(value)
+                )
+                if ours:  # the run's own record says what happened; the summary lists it
+                    log.error(f"job #{idx} ({' '.join(overrides)}): {value}")
+                    ret.status, ret.return_value = JobStatus.COMPLETED, None
+                done[idx] = ret
+        return [done[idx] for idx, _ in numbered]
+
+    def units(self, jobs: list[tuple[int, list[str]]]) -> list[list[tuple[int, list[str]]]]:
+        """What each worker payload holds: here one job; hydra/launcher=fused groups them."""
+        return [[job] for job in jobs]
+
+    def describe(self, units: list[list[tuple[int, list[str]]]]) -> str:
+        return ""

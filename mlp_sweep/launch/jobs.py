@@ -8,6 +8,7 @@ process is training is then not touched at all; the job comes back as skipped.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
@@ -21,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mlp_sweep import lock
 from mlp_sweep.record import FINISHED, now_iso, read_metrics
@@ -58,6 +59,14 @@ def threads_asked(config: DictConfig, job_overrides: Sequence[Sequence[str]]) ->
     return max((c for c in counts if c), default=None)
 
 
+def task_config(config: DictConfig) -> DictConfig:
+    """The job's config without Hydra's node, as run_job hands it to the task (typed)."""
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
+
+
 def job_dir(config: DictConfig) -> Path:
     """The folder run_job will give this job: hydra.sweep.dir / hydra.sweep.subdir."""
     sweep = config.hydra.sweep
@@ -68,7 +77,7 @@ def job_dir(config: DictConfig) -> Path:
 _SELF_CONTAINED = re.compile(r"\$\{(now:[^}]*|hydra\.job\.num|hydra\.job\.id)\}")
 
 
-def _reads_hydra_config(config: DictConfig) -> bool:
+def reads_hydra_config(config: DictConfig) -> bool:
     """Whether job_dir() may resolve through the ${hydra:...} resolver, or through another
     key that might: then HydraConfig must hold this job's config first, not the last job's."""
     sweep = config.hydra.sweep
@@ -95,6 +104,11 @@ class HydraJobs:
     singleton_state: dict[Any, Any]
 
     def __call__(self, index: int, overrides: Sequence[str]) -> JobReturn:
+        config = self.compose(index, overrides)
+        return run_locked(self.hydra_context, self.task_function, config, overrides)
+
+    def compose(self, index: int, overrides: Sequence[str]) -> DictConfig:
+        """The job's config, numbered, as Hydra's launchers make it."""
         if not getattr(self, "_ready", False):  # once per worker process
             Singleton.set_state(self.singleton_state)
             setup_globals()
@@ -103,7 +117,7 @@ class HydraJobs:
         with open_dict(config):
             config.hydra.job.id = index
             config.hydra.job.num = index
-        return run_locked(self.hydra_context, self.task_function, config, overrides)
+        return config
 
 
 def _finished(folder: Path) -> bool:
@@ -132,7 +146,7 @@ def run_locked(
 
     if not is_mlp_sweep_task(task_function):
         return run()
-    if _reads_hydra_config(config):
+    if reads_hydra_config(config):
         HydraConfig.instance().set_config(config)  # a deep copy of hydra's node: not per job
     folder = job_dir(config)
     if _finished(folder):  # final: the task skips it; its lock file is not rewritten
@@ -142,3 +156,20 @@ def run_locked(
             return run()
     except lock.RunLocked as err:
         return skipped(overrides, config, f"mlp_sweep: {err}")
+
+
+class GroupJobs(HydraJobs):
+    """What a pool worker runs: a group of jobs, in order. Groups of one are what the parallel
+    launcher sends; hydra/launcher=fused sends larger ones, whose runs train as one stack
+    (mlp_sweep.launch.fused) before each job goes through run_job, which finds it finished."""
+
+    def __call__(self, jobs: Sequence[tuple[int, Sequence[str]]]) -> list[JobReturn]:  # type: ignore[override]
+        configs = [self.compose(index, overrides) for index, overrides in jobs]
+        if len(jobs) > 1 and is_mlp_sweep_task(self.task_function):
+            from mlp_sweep.launch.fused import entry, train_group
+
+            train_group([entry(config) for config in configs])
+        return [
+            run_locked(self.hydra_context, self.task_function, config, overrides)
+            for config, (_, overrides) in zip(configs, jobs, strict=True)
+        ]

@@ -180,7 +180,7 @@ def provenance(frames: dict[str, pd.DataFrame], commands: dict[str, str]) -> lis
     finished = max(r["finished_at"] or "" for f in frames.values() for r in f["record"])
     versions = ", ".join(f"{k} {v}" for k, v in first["versions"].items() if v)
     lines = ["The sweeps, exactly as run:", "", "```"]
-    lines += [f"{commands[name]}    # {name}" for name in frames]
+    lines += [f"{commands[name]}    # {len(frames[name])} runs" for name in frames]
     lines += [
         "```",
         "",

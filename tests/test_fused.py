@@ -1,0 +1,153 @@
+"""hydra/launcher=fused: each fused run equals its twin trained alone, epoch by epoch.
+
+Real multiruns of the entry point: the same grid under hydra/launcher=fused and under
+hydra/launcher=basic (every run alone), histories compared. fp64 within 1e-6 relative; fp32
+within 2e-3 relative on each epoch's losses and 0.002 on the final test accuracy: the stacked
+matmuls (one wide GEMM, then batched ones) sum in another order than a run's own, so the last
+bits of each step differ, and SGD carries those differences forward (measured: see the README).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import cli_env
+
+GRID = [
+    "model.act=relu,leaky,selu,softplus",
+    "model.init=default,kaiming_normal",
+    "optim.lr=0.01,0.05",
+]
+SMALL = ["data=synthetic", "data.n_train=600", "data.n_test=200", "trainer.epochs=3"]
+
+
+def _history(run_dir: Path) -> list[dict[str, float]]:
+    with open(run_dir / "history.csv", newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _record(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _twins(run_cli, tmp_path: Path, *args: str) -> tuple[Path, Path]:
+    fused, alone = tmp_path / "fused", tmp_path / "alone"
+    for launcher, folder in (("fused", fused), ("basic", alone)):
+        done = run_cli(
+            "-m", *args, f"hydra/launcher={launcher}", f"hydra.sweep.dir={folder}", timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    return fused, alone
+
+
+def _worst(fused: Path, alone: Path, n: int | list[int]) -> float:
+    """The largest relative difference of a loss or accuracy, over runs and epochs."""
+    worst = 0.0
+    for i in range(n) if isinstance(n, int) else n:
+        a, b = _history(fused / str(i)), _history(alone / str(i))
+        assert len(a) == len(b) and a, i
+        for ra, rb in zip(a, b, strict=True):
+            for key in ("train_loss", "test_loss", "test_acc"):
+                worst = max(worst, abs(ra[key] - rb[key]) / max(abs(rb[key]), 1e-12))
+    return worst
+
+
+def test_fp64_fused_runs_equal_their_twins_every_epoch(run_cli, tmp_path: Path) -> None:
+    fused, alone = _twins(run_cli, tmp_path, *GRID, *SMALL, "trainer.precision=fp64")
+    for i in range(16):
+        record = _record(fused / str(i))
+        assert record["fused"]["members"] == 16 and record["status"] == "ok"
+        assert "fused" not in _record(alone / str(i))
+        assert (fused / str(i) / ".hydra" / "overrides.yaml").exists()
+        assert (fused / str(i) / "checkpoint.pt").exists()
+    assert _worst(fused, alone, 16) <= 1e-6
+    summary = (fused / "summary.csv").read_text().splitlines()
+    assert len(summary) == 17
+
+
+def test_fp32_fused_runs_match_their_twins_on_mnist(run_cli, tmp_path: Path) -> None:
+    data = ["data.limit_train=6000", "data.limit_test=2000", "trainer.epochs=3"]
+    fused, alone = _twins(run_cli, tmp_path, *GRID, *data)
+    assert _worst(fused, alone, 16) <= 2e-3
+    for i in range(16):
+        acc_fused, acc_alone = (
+            _record(fused / str(i))["test_acc"],
+            _record(alone / str(i))["test_acc"],
+        )
+        assert abs(acc_fused - acc_alone) <= 0.002, i
+
+
+def test_a_diverging_member_leaves_the_others_alone(run_cli, tmp_path: Path) -> None:
+    fused, alone = _twins(
+        run_cli, tmp_path, "model.act=relu,selu", "optim.lr=0.05,1e6", *SMALL,
+        "trainer.precision=fp64",
+    )  # fmt: skip
+    statuses = [_record(fused / str(i))["status"] for i in range(4)]
+    assert statuses == [_record(alone / str(i))["status"] for i in range(4)]
+    assert statuses.count("diverged") == 2 and statuses.count("ok") == 2
+    for i in range(4):
+        assert len(_history(fused / str(i))) == len(_history(alone / str(i)))
+    assert _worst(fused, alone, [i for i, s in enumerate(statuses) if s == "ok"]) <= 1e-6
+
+
+def test_jobs_that_cannot_share_a_stack_run_alone(run_cli, tmp_path: Path) -> None:
+    """Adam is not fused, nor are runs of different seeds (their batch orders differ)."""
+    done = run_cli(
+        "-m", "optim=sgd,adam", "seed=0,1", "model.act=relu,selu", *SMALL,
+        "hydra/launcher=fused", f"hydra.sweep.dir={tmp_path / 's'}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Launching 8 jobs (4 fused in 2 stacks)" in done.stdout
+    for i in range(8):
+        record = _record(tmp_path / "s" / str(i))
+        fused = record["params"]["optim.name"] == "sgd"
+        assert ("fused" in record) == fused and record["status"] == "ok"
+
+
+def test_a_killed_fused_sweep_resumes_each_member_from_its_checkpoint(
+    run_cli, tmp_path: Path
+) -> None:
+    args = [
+        *GRID[:2],
+        "data=synthetic",
+        "data.n_train=20000",
+        "data.n_test=200",
+        "trainer.epochs=6",
+    ]
+    folder = tmp_path / "k"
+    twin = tmp_path / "twin"
+    done = run_cli("-m", *args, "hydra/launcher=basic", f"hydra.sweep.dir={twin}", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    command = [sys.executable, "-m", "mlp_sweep", "-m", *args, "hydra/launcher=fused",
+               f"hydra.sweep.dir={folder}"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=tmp_path, env=cli_env(), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(_epochs(folder / str(i)) >= 2 for i in range(8)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    records = [_record(folder / str(i)) for i in range(8)]
+    assert {r["status"] for r in records} == {"interrupted"}
+    kept = [len(_history(folder / str(i))) for i in range(8)]
+    assert all(0 < k < 6 for k in kept)
+    done = run_cli("--resume", str(folder), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for i in range(8):
+        record = _record(folder / str(i))
+        assert record["status"] == "ok" and record["resumed_from_epoch"] == kept[i]
+    assert _worst(folder, twin, 8) <= 2e-3
+
+
+def _epochs(run_dir: Path) -> int:
+    try:
+        return int(_record(run_dir).get("epochs_done") or 0)
+    except (OSError, ValueError):
+        return 0
