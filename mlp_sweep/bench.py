@@ -16,7 +16,8 @@ One process, each measurement repeated, medians, printed as a table and written 
   processes), and its wall time against the tutorial's loop run four times.
 
 `python -m mlp_sweep.bench sweep-overhead` measures instead what a sweep costs per job around
-its runs, beside a plain Hydra app (mlp_sweep/overhead.py).
+its runs, beside a plain Hydra app (mlp_sweep/overhead.py); `python -m mlp_sweep.bench fused`
+K runs trained as one stack against the same K alone (mlp_sweep/fusedbench.py).
 
 speedup = tutorial / mlp_sweep; efficiency = roofline / mlp_sweep. Timings on a shared machine
 are noisy: read the ratios, which are measured in one process.
@@ -254,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         from mlp_sweep import overhead
 
         return overhead.main(argv[1:])
+    if argv[:1] == ["fused"]:  # K runs as one stack against K alone: mlp_sweep/fusedbench.py
+        from mlp_sweep import fusedbench
+
+        return fusedbench.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m mlp_sweep.bench", description=__doc__)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, auto")
     parser.add_argument("--precision", default="fp32", choices=precisions.CHOICES)

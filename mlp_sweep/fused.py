@@ -22,10 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
-from mlp_sweep.config import Config, Optimizer
+from mlp_sweep.config import Config, Loss, Optimizer
 from mlp_sweep.data import Data, batch_indices
+from mlp_sweep.fast import ActGrad, activation_grad
 from mlp_sweep.model import ACTIVATIONS, Model
 from mlp_sweep.train import LOSSES, EpochStats, History, LossFn
 
@@ -71,7 +73,8 @@ class Stack:
     """The members' parameters as [K, out, in] and [K, out] tensors, and their SGD settings."""
 
     def __init__(self, members: Sequence[Member]) -> None:
-        self.members = list(members)
+        # Members with the same activation side by side: one activation call per run of them.
+        self.members = sorted(members, key=lambda m: (_act_key(m), m.cfg.model.output_act))
         per_member = [_linear_state(m.model) for m in self.members]
         n_layers = len(per_member[0])
         self.weights = [
@@ -83,6 +86,7 @@ class Stack:
             for i in range(n_layers)
         ]
         self.acts = [ACTIVATIONS[m.cfg.model.act](m.cfg.model) for m in self.members]
+        self.grads = [activation_grad(a) for a in self.acts]
         self.output_act = [m.cfg.model.output_act for m in self.members]
         like = self.weights[0]
         optims = [m.cfg.optim for m in self.members]
@@ -91,11 +95,17 @@ class Stack:
             return torch.tensor(values, dtype=like.dtype, device=like.device)
 
         self.lr = column([o.lr for o in optims])
+        self.neg_lr = -self.lr
         self.momentum = column([o.momentum for o in optims])
         self.weight_decay = column([o.weight_decay for o in optims])
         self.nesterov = torch.tensor([o.nesterov for o in optims], device=like.device)
         self.uses_momentum = any(o.momentum != 0 for o in optims)
         self.uses_decay = any(o.weight_decay != 0 for o in optims)
+        self.by_hand = (
+            not (self.uses_momentum or self.uses_decay)
+            and all(g is not None for g in self.grads)
+            and not torch.is_autocast_enabled(like.device.type)
+        )
         self.buffers: list[Tensor | None] = [None] * (2 * n_layers)
         self._load_buffers()
 
@@ -117,6 +127,20 @@ class Stack:
                 .clone()
             )
 
+    def _activate(self, z: Tensor, last: bool) -> Tensor:
+        """Each member's activation on its slice of z [K, batch, width], a call per run of
+        members that share it (the members are sorted so); the logits only where asked."""
+        keys = [(repr(a), on or not last) for a, on in zip(self.acts, self.output_act, strict=True)]
+        starts = [j for j in range(len(keys)) if j == 0 or keys[j] != keys[j - 1]]
+        sizes = [end - start for start, end in zip(starts, [*starts[1:], len(keys)], strict=True)]
+        # split, not slices: its backward is one cat, where each slice's zero-fills a whole z.
+        blocks = z.split(sizes) if len(sizes) > 1 else (z,)
+        parts = [
+            self.acts[start](block) if keys[start][1] else block
+            for start, block in zip(starts, blocks, strict=True)
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
     def forward(self, x: Tensor) -> Tensor:
         """Every member's logits for one shared input batch: [K, batch, classes]."""
         k = len(self.members)
@@ -129,23 +153,86 @@ class Stack:
                 z = z.view(len(x), k, out).transpose(0, 1)
             else:
                 z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-            if i < last:
-                h = torch.stack([act(z[j]) for j, act in enumerate(self.acts)])
-            elif any(self.output_act):
-                h = torch.stack(
-                    [
-                        act(z[j]) if on else z[j]
-                        for j, (act, on) in enumerate(zip(self.acts, self.output_act, strict=True))
-                    ]
-                )
-            else:
-                h = z
+            h = self._activate(z, last=i == last)
         return h
 
     def step(self, x: Tensor, y: Tensor, loss_fn: LossFn) -> Tensor:
         """One SGD step for every member; returns their mean losses on this batch, [K]."""
+        if self.by_hand and loss_fn is LOSSES[Loss.ce]:
+            return self._step_by_hand(x, y)
+        return self._step_autograd(x, y, loss_fn)
+
+    def _blocks(self, last: bool) -> list[tuple[int, int, nn.Module | None, ActGrad | None]]:
+        """(start, size, activation, its backward) per run of members sharing them."""
+        keys = [(repr(a), on or not last) for a, on in zip(self.acts, self.output_act, strict=True)]
+        starts = [j for j in range(len(keys)) if j == 0 or keys[j] != keys[j - 1]]
+        ends = [*starts[1:], len(keys)]
+        return [
+            (a, b - a, *((self.acts[a], self.grads[a]) if keys[a][1] else (None, None)))
+            for a, b in zip(starts, ends, strict=True)
+        ]
+
+    @torch.no_grad()
+    def _step_by_hand(self, x: Tensor, y: Tensor) -> Tensor:
+        """The step of _step_autograd without autograd's bookkeeping (as mlp_sweep.fast does
+        for one run): forward keeping what backward needs, backward with the activations' own
+        ATen backward kernels, each layer updated once its gradients are known. Plain SGD and
+        cross-entropy only (the tutorial's setup)."""
+        k, n = len(self.members), len(x)
+        last = len(self.weights) - 1
+        saved = []
+        h = x
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if i == 0:
+                out = w.shape[1]
+                z = torch.addmm(b.reshape(-1), x, w.reshape(k * out, -1).t())
+                z = z.view(n, k, out).transpose(0, 1)
+            else:
+                z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            blocks = self._blocks(i == last)
+            parts = z.split([size for _, size, _, _ in blocks]) if len(blocks) > 1 else (z,)
+            outs = [
+                act(part) if act is not None else part
+                for (_, _, act, _), part in zip(blocks, parts, strict=True)
+            ]
+            a = outs[0] if len(outs) == 1 else torch.cat(outs)
+            saved.append((h, parts, outs, blocks))
+            h = a
+        c = h.shape[2]
+        logp = torch.log_softmax(h, dim=2)
+        losses = (
+            F.nll_loss(logp.reshape(k * n, c), y.repeat(k), reduction="none").view(k, n).mean(1)
+        )
+        g = (logp.exp() - F.one_hot(y, c).to(logp.dtype)) / n  # d(mean loss)/d(logits), per member
+        for i in range(last, -1, -1):
+            w, b = self.weights[i], self.biases[i]
+            h_in, parts, outs, blocks = saved[i]
+            if any(grad is not None for _, _, _, grad in blocks):
+                gs = g.split([size for _, size, _, _ in blocks]) if len(blocks) > 1 else (g,)
+                back = [
+                    grad(gp, zp, ap) if grad is not None else gp
+                    for (_, _, _, grad), gp, zp, ap in zip(blocks, gs, parts, outs, strict=True)
+                ]
+                g = back[0] if len(back) == 1 else torch.cat(back)
+            grad_b = g.sum(1)
+            if i == 0:  # one wide GEMM again: [K*out, batch] @ [batch, in]
+                out = w.shape[1]
+                grad_w = g.transpose(0, 1).reshape(n, k * out).t().mm(h_in).view(k, out, -1)
+            else:
+                grad_w = torch.bmm(g.transpose(1, 2), h_in)
+                g = torch.bmm(g, w)  # with the weights before this step's update
+            w.addcmul_(grad_w, self.neg_lr.view(-1, 1, 1))
+            b.addcmul_(grad_b, self.neg_lr.view(-1, 1))
+        return losses
+
+    def _step_autograd(self, x: Tensor, y: Tensor, loss_fn: LossFn) -> Tensor:
         logits = self.forward(x)
-        losses = torch.stack([loss_fn(logits[j], y, "mean") for j in range(len(self.members))])
+        k, n, c = logits.shape
+        if loss_fn is LOSSES[Loss.ce]:  # one call for all: each member's mean over its batch
+            per_sample = F.cross_entropy(logits.reshape(k * n, c), y.repeat(k), reduction="none")
+            losses = per_sample.view(k, n).mean(dim=1)
+        else:
+            losses = torch.stack([loss_fn(logits[j], y, "mean") for j in range(k)])
         for p in self.params():
             p.grad = None
         losses.sum().backward()
@@ -164,7 +251,7 @@ class Stack:
                         buf.mul_(self.momentum.view(shape)).add_(d_p)
                     nesterov = d_p + buf * self.momentum.view(shape)
                     d_p = torch.where(self.nesterov.view(shape), nesterov, buf)
-                p.sub_(d_p * self.lr.view(shape))
+                p.addcmul_(d_p, self.neg_lr.view(shape))  # p - lr * d_p, in one pass
         return losses.detach()
 
     @torch.no_grad()
@@ -207,8 +294,9 @@ class Stack:
         self.buffers = [None if b is None else b.index_select(0, index) for b in self.buffers]
         self.members = [self.members[j] for j in alive]
         self.acts = [self.acts[j] for j in alive]
+        self.grads = [self.grads[j] for j in alive]
         self.output_act = [self.output_act[j] for j in alive]
-        for name in ("lr", "momentum", "weight_decay", "nesterov"):
+        for name in ("lr", "neg_lr", "momentum", "weight_decay", "nesterov"):
             setattr(self, name, getattr(self, name).index_select(0, index))
 
 
@@ -257,5 +345,73 @@ def fit_fused(
             stack.keep(alive)
 
 
+def _act_key(m: Member) -> str:
+    return repr(ACTIVATIONS[m.cfg.model.act](m.cfg.model))
+
+
 def _finite(x: float) -> bool:
     return math.isfinite(x)
+
+
+def step_seconds(cfgs: Sequence[Config], threads: int, steps: int = 15) -> tuple[float, float]:
+    """Seconds per model and training step of these runs, (alone, fused), at `threads` torch
+    threads on their device: what hydra/launcher=fused measures before it decides to fuse.
+    Alone: the mean over the runs' distinct activations; fused: the stack's step / k."""
+    cfg, k = cfgs[0], len(cfgs)
+    from mlp_sweep import precision
+    from mlp_sweep.data import load_data
+    from mlp_sweep.device import resolve_device
+    from mlp_sweep.fast import fast_step
+    from mlp_sweep.model import build_mlp
+    from mlp_sweep.train import make_optimizer
+
+    device = resolve_device(cfg.device)
+    dtype = precision.dtype(cfg.trainer.precision)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        data = load_data(cfg.data, device, dtype)
+        x, y = data.x_train[: cfg.trainer.batch_size], data.y_train[: cfg.trainer.batch_size]
+        loss_fn = LOSSES[cfg.loss]
+        members = []
+        for c in cfgs:
+            model = build_mlp(c.model, data.num_features, data.num_classes, device, dtype)
+            optimizer = make_optimizer(model.parameters(), c.optim)
+            members.append(Member(c, model, optimizer, torch.Generator()))
+        distinct = {(_act_key(m), m.cfg.model.output_act): m for m in members}
+
+        def alone(m: Member) -> Callable[[], None]:
+            one = fast_step(m.model, m.optimizer, m.cfg.loss is Loss.ce)
+
+            def step() -> None:
+                if one is not None:
+                    one(x, y)
+                    return
+                m.optimizer.zero_grad(set_to_none=True)
+                loss_fn(m.model(x), y, "mean").backward()
+                m.optimizer.step()
+
+            return step
+
+        with precision.autocast(cfg.trainer.precision, device):
+            alone_s = sum(_timed(alone(m), steps, device) for m in distinct.values())
+            stack = Stack(members)
+            fused_s = _timed(lambda: stack.step(x, y, loss_fn), steps, device) / k
+        return alone_s / len(distinct), fused_s
+    finally:
+        torch.set_num_threads(before)
+
+
+def _timed(step: Callable[[], object], steps: int, device: torch.device) -> float:
+    """Median seconds of a step, in rounds of `steps` after a warm-up round."""
+    rounds = []
+    for _ in range(4):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        tic = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        rounds.append((time.perf_counter() - tic) / steps)
+    return sorted(rounds[1:])[1]

@@ -39,9 +39,11 @@ def _record(run_dir: Path) -> dict:
 def _twins(run_cli, tmp_path: Path, *args: str) -> tuple[Path, Path]:
     fused, alone = tmp_path / "fused", tmp_path / "alone"
     for launcher, folder in (("fused", fused), ("basic", alone)):
+        force = ["hydra.launcher.fuse=always"] if launcher == "fused" else []
         done = run_cli(
-            "-m", *args, f"hydra/launcher={launcher}", f"hydra.sweep.dir={folder}", timeout=600
-        )
+            "-m", *args, f"hydra/launcher={launcher}", *force, f"hydra.sweep.dir={folder}",
+            timeout=600,
+        )  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
     return fused, alone
 
@@ -60,12 +62,16 @@ def _worst(fused: Path, alone: Path, n: int | list[int]) -> float:
 
 def test_fp64_fused_runs_equal_their_twins_every_epoch(run_cli, tmp_path: Path) -> None:
     fused, alone = _twins(run_cli, tmp_path, *GRID, *SMALL, "trainer.precision=fp64")
+    stacks = set()
     for i in range(16):
         record = _record(fused / str(i))
-        assert record["fused"]["members"] == 16 and record["status"] == "ok"
+        # As many stacks as the jobs alone would have workers (2 stacks of 8 on 2 cores).
+        assert record["fused"]["members"] >= 2 and record["status"] == "ok"
+        stacks.add(tuple(record["fused"]["jobs"]))
         assert "fused" not in _record(alone / str(i))
         assert (fused / str(i) / ".hydra" / "overrides.yaml").exists()
         assert (fused / str(i) / "checkpoint.pt").exists()
+    assert sorted(i for jobs in stacks for i in jobs) == list(range(16))
     assert _worst(fused, alone, 16) <= 1e-6
     summary = (fused / "summary.csv").read_text().splitlines()
     assert len(summary) == 17
@@ -100,7 +106,7 @@ def test_jobs_that_cannot_share_a_stack_run_alone(run_cli, tmp_path: Path) -> No
     """Adam is not fused, nor are runs of different seeds (their batch orders differ)."""
     done = run_cli(
         "-m", "optim=sgd,adam", "seed=0,1", "model.act=relu,selu", *SMALL,
-        "hydra/launcher=fused", f"hydra.sweep.dir={tmp_path / 's'}",
+        "hydra/launcher=fused", "hydra.launcher.fuse=always", f"hydra.sweep.dir={tmp_path / 's'}",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Launching 8 jobs (4 fused in 2 stacks)" in done.stdout
@@ -125,7 +131,7 @@ def test_a_killed_fused_sweep_resumes_each_member_from_its_checkpoint(
     done = run_cli("-m", *args, "hydra/launcher=basic", f"hydra.sweep.dir={twin}", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     command = [sys.executable, "-m", "mlp_sweep", "-m", *args, "hydra/launcher=fused",
-               f"hydra.sweep.dir={folder}"]  # fmt: skip
+               "hydra.launcher.fuse=always", f"hydra.sweep.dir={folder}"]  # fmt: skip
     proc = subprocess.Popen(command, cwd=tmp_path, env=cli_env(), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 120
@@ -151,3 +157,24 @@ def _epochs(run_dir: Path) -> int:
         return int(_record(run_dir).get("epochs_done") or 0)
     except (OSError, ValueError):
         return 0
+
+
+def test_auto_fuses_only_what_it_measured_to_pay(run_cli, tmp_path: Path) -> None:
+    """fuse=auto times a stack against the runs alone on this machine before the sweep, and
+    says what it found; fuse=never is the parallel launcher."""
+    done = run_cli(
+        "-m", "model.act=relu,selu,leaky,softplus", *SMALL, "hydra/launcher=fused",
+        f"hydra.sweep.dir={tmp_path / 'auto'}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if "Launching 4 jobs" in x)
+    assert "measured 2 runs at 1 thread:" in line and "ms a step alone" in line
+    fused = "(none fused" not in line
+    assert (": fused)" in line) == fused and (": run alone)" in line) == (not fused)
+    records = [_record(tmp_path / "auto" / str(i)) for i in range(4)]
+    assert all(("fused" in r) == fused and r["status"] == "ok" for r in records)
+    done = run_cli(
+        "-m", "model.act=relu,selu", *SMALL, "hydra/launcher=fused", "hydra.launcher.fuse=never",
+        f"hydra.sweep.dir={tmp_path / 'never'}",
+    )  # fmt: skip
+    assert "Launching 2 jobs (none fused) on 2 worker processes" in done.stdout

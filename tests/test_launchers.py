@@ -1,4 +1,4 @@
-"""hydra/launcher=parallel and =fused pass Hydra's own launcher test suites, as Hydra's plugins do."""
+"""hydra/launcher=parallel and =fused pass Hydra's own launcher test suites, as its plugins do."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlp_sweep.plots import _history
+from mlp_sweep.plots import STYLES, _history
 from mlp_sweep.record import write_bytes_atomic
 
 
@@ -42,10 +42,11 @@ def grid_curves(grid: pd.DataFrame, path: Path) -> None:
     inits = list(dict.fromkeys(grid["init"]))
     fig, axes = plt.subplots(1, len(inits), figsize=(3.2 * len(inits), 3.4), sharey=True)
     for ax, init in zip(axes, inits, strict=True):
-        for act in dict.fromkeys(grid["act"]):
+        for n, act in enumerate(dict.fromkeys(grid["act"])):
             part = curves[(curves["init"] == init) & (curves["act"] == act)]
             stats = part.groupby("epoch")["curve_acc"].agg(["mean", "std"])
-            ax.plot(stats.index, stats["mean"], label=act, marker=".")
+            # Dashes as well as colours: relu and leaky nearly coincide.
+            ax.plot(stats.index, stats["mean"], STYLES[n % len(STYLES)], label=act, marker=".")
             ax.fill_between(
                 stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2
             )
