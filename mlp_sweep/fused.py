@@ -8,7 +8,10 @@ mlp_sweep.launch.fused keeps each member's records, as runner.run does for one r
 
 Each member is the run it stands for: its weights come from build_mlp after
 torch.manual_seed(its seed), as the run's do; its batches from a generator seeded as the run's
-(members share one seed, hence one batch order); its loss is its own mean over the batch, and
+(members of one seed share one batch order and one batch, the fast case; members of several
+seeds each gather their own batch, and layer 1 is a batched matmul too, which pays where the
+device is far from its limit, measured before a sweep decides); its loss is its own mean over
+the batch, and
 the sum of the members' losses has exactly each member's gradient in its own slice. The SGD
 update is torch.optim.SGD's (weight decay, momentum, dampening 0, Nesterov), per member. A
 member whose loss goes non-finite is recorded `diverged` and taken out of the stack.
@@ -47,7 +50,6 @@ def fuse_key(cfg: Config) -> tuple[object, ...] | None:
         tuple(cfg.model.hidden),
         cfg.loss,
         cfg.device,
-        cfg.seed,  # one batch order for all (see the README: why seeds are not mixed here)
     )
 
 
@@ -142,22 +144,25 @@ class Stack:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Every member's logits for one shared input batch: [K, batch, classes]."""
-        k = len(self.members)
+        """Every member's logits, [K, batch, classes], for one shared batch x [batch, in] or
+        one batch per member [K, batch, in]."""
         last = len(self.weights) - 1
         h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            if i == 0:  # one wide GEMM: x @ [W_1; ...; W_K]^T
-                out = w.shape[1]
-                z = torch.addmm(b.reshape(-1), x, w.reshape(k * out, -1).t())
-                z = z.view(len(x), k, out).transpose(0, 1)
-            else:
-                z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            z = self._layer(i, h, w, b)
             h = self._activate(z, last=i == last)
         return h
 
+    def _layer(self, i: int, h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        if i == 0 and h.dim() == 2:  # a shared batch: one wide GEMM, x @ [W_1; ...; W_K]^T
+            k, out = w.shape[0], w.shape[1]
+            z = torch.addmm(b.reshape(-1), h, w.reshape(k * out, -1).t())
+            return z.view(len(h), k, out).transpose(0, 1)
+        return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+
     def step(self, x: Tensor, y: Tensor, loss_fn: LossFn) -> Tensor:
-        """One SGD step for every member; returns their mean losses on this batch, [K]."""
+        """One SGD step for every member; returns their mean losses on this batch, [K]. A
+        shared batch is x [batch, in], y [batch]; one per member x [K, batch, in], y [K, batch]."""
         if self.by_hand and loss_fn is LOSSES[Loss.ce]:
             return self._step_by_hand(x, y)
         return self._step_autograd(x, y, loss_fn)
@@ -178,17 +183,12 @@ class Stack:
         for one run): forward keeping what backward needs, backward with the activations' own
         ATen backward kernels, each layer updated once its gradients are known. Plain SGD and
         cross-entropy only (the tutorial's setup)."""
-        k, n = len(self.members), len(x)
+        k, n = len(self.members), x.shape[-2]
         last = len(self.weights) - 1
         saved = []
         h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            if i == 0:
-                out = w.shape[1]
-                z = torch.addmm(b.reshape(-1), x, w.reshape(k * out, -1).t())
-                z = z.view(n, k, out).transpose(0, 1)
-            else:
-                z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            z = self._layer(i, h, w, b)
             blocks = self._blocks(i == last)
             parts = z.split([size for _, size, _, _ in blocks]) if len(blocks) > 1 else (z,)
             outs = [
@@ -201,7 +201,7 @@ class Stack:
         c = h.shape[2]
         logp = torch.log_softmax(h, dim=2)
         losses = (
-            F.nll_loss(logp.reshape(k * n, c), y.repeat(k), reduction="none").view(k, n).mean(1)
+            F.nll_loss(logp.reshape(k * n, c), _targets(y, k), reduction="none").view(k, n).mean(1)
         )
         g = (logp.exp() - F.one_hot(y, c).to(logp.dtype)) / n  # d(mean loss)/d(logits), per member
         for i in range(last, -1, -1):
@@ -215,12 +215,13 @@ class Stack:
                 ]
                 g = back[0] if len(back) == 1 else torch.cat(back)
             grad_b = g.sum(1)
-            if i == 0:  # one wide GEMM again: [K*out, batch] @ [batch, in]
+            if i == 0 and h_in.dim() == 2:  # one wide GEMM again: [K*out, batch] @ [batch, in]
                 out = w.shape[1]
                 grad_w = g.transpose(0, 1).reshape(n, k * out).t().mm(h_in).view(k, out, -1)
             else:
                 grad_w = torch.bmm(g.transpose(1, 2), h_in)
-                g = torch.bmm(g, w)  # with the weights before this step's update
+                if i > 0:
+                    g = torch.bmm(g, w)  # with the weights before this step's update
             w.addcmul_(grad_w, self.neg_lr.view(-1, 1, 1))
             b.addcmul_(grad_b, self.neg_lr.view(-1, 1))
         return losses
@@ -229,10 +230,11 @@ class Stack:
         logits = self.forward(x)
         k, n, c = logits.shape
         if loss_fn is LOSSES[Loss.ce]:  # one call for all: each member's mean over its batch
-            per_sample = F.cross_entropy(logits.reshape(k * n, c), y.repeat(k), reduction="none")
+            per_sample = F.cross_entropy(logits.reshape(k * n, c), _targets(y, k), reduction="none")
             losses = per_sample.view(k, n).mean(dim=1)
         else:
-            losses = torch.stack([loss_fn(logits[j], y, "mean") for j in range(k)])
+            ys = [y[j] if y.dim() == 2 else y for j in range(k)]
+            losses = torch.stack([loss_fn(logits[j], ys[j], "mean") for j in range(k)])
         for p in self.params():
             p.grad = None
         losses.sum().backward()
@@ -311,19 +313,28 @@ def fit_fused(
     t = first.trainer
     loss_fn = LOSSES[first.loss]
     stack = Stack([m for m in members if m.history.status != "diverged"])
+    # One seed: one batch order, one batch for all (the wide first GEMM). Several: each
+    # member gathers its own batch from its own generator, and layer 1 is batched too.
+    shared = len({m.cfg.seed for m in stack.members}) == 1
     generator = stack.members[0].generator if stack.members else None
     start = len(members[0].history.epochs)
-    n = len(data.x_train)
+    n, device = len(data.x_train), data.x_train.device
     for epoch in range(start + 1, t.epochs + 1):
         if not stack.members:
             return
         assert generator is not None
         tic = time.perf_counter()
-        stack_dtype = data.x_train.dtype
-        total = torch.zeros(len(stack.members), device=data.x_train.device, dtype=stack_dtype)
-        for idx in batch_indices(n, t.batch_size, generator, data.x_train.device):
-            xb, yb = data.x_train.index_select(0, idx), data.y_train.index_select(0, idx)
-            total += stack.step(xb, yb, loss_fn) * len(idx)
+        total = torch.zeros(len(stack.members), device=device, dtype=data.x_train.dtype)
+        if shared:
+            for idx in batch_indices(n, t.batch_size, generator, device):
+                xb, yb = data.x_train.index_select(0, idx), data.y_train.index_select(0, idx)
+                total += stack.step(xb, yb, loss_fn) * len(idx)
+        else:
+            orders = [batch_indices(n, t.batch_size, m.generator, device) for m in stack.members]
+            for idxs in zip(*orders, strict=True):
+                xb = torch.stack([data.x_train.index_select(0, idx) for idx in idxs])
+                yb = torch.stack([data.y_train.index_select(0, idx) for idx in idxs])
+                total += stack.step(xb, yb, loss_fn) * len(idxs[0])
         train_losses = [v / n for v in total.tolist()]  # as train_epoch: item() / n
         tested = stack.evaluate(data.x_test, data.y_test, loss_fn, t.eval_batch_size)
         seconds = (time.perf_counter() - tic) / len(stack.members)
@@ -336,13 +347,18 @@ def fit_fused(
                 m.history.status = "diverged"
             else:
                 alive.append(j)
-            if m.generator is not generator:
+            if shared and m.generator is not generator:
                 m.generator.set_state(generator.get_state())
         stack.write_back()
         if on_epoch is not None:
             on_epoch(stack.members)
         if len(alive) < len(stack.members):
             stack.keep(alive)
+
+
+def _targets(y: Tensor, k: int) -> Tensor:
+    """The labels of all members' samples, flat: a shared batch's repeated, or each member's."""
+    return y.reshape(-1) if y.dim() == 2 else y.repeat(k)
 
 
 def _act_key(m: Member) -> str:
@@ -393,10 +409,14 @@ def step_seconds(cfgs: Sequence[Config], threads: int, steps: int = 15) -> tuple
 
             return step
 
+        if len({c.seed for c in cfgs}) > 1:  # each member its own batch (here: the same one)
+            xs, ys = x.expand(k, *x.shape).contiguous(), y.expand(k, *y.shape).contiguous()
+        else:
+            xs, ys = x, y
         with precision.autocast(cfg.trainer.precision, device):
             alone_s = sum(_timed(alone(m), steps, device) for m in distinct.values())
             stack = Stack(members)
-            fused_s = _timed(lambda: stack.step(x, y, loss_fn), steps, device) / k
+            fused_s = _timed(lambda: stack.step(xs, ys, loss_fn), steps, device) / k
         return alone_s / len(distinct), fused_s
     finally:
         torch.set_num_threads(before)

@@ -36,10 +36,12 @@ def _record(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def _twins(run_cli, tmp_path: Path, *args: str) -> tuple[Path, Path]:
+def _twins(
+    run_cli, tmp_path: Path, *args: str, fused_args: tuple[str, ...] = ()
+) -> tuple[Path, Path]:
     fused, alone = tmp_path / "fused", tmp_path / "alone"
     for launcher, folder in (("fused", fused), ("basic", alone)):
-        force = ["hydra.launcher.fuse=always"] if launcher == "fused" else []
+        force = ["hydra.launcher.fuse=always", *fused_args] if launcher == "fused" else []
         done = run_cli(
             "-m", *args, f"hydra/launcher={launcher}", *force, f"hydra.sweep.dir={folder}",
             timeout=600,
@@ -103,7 +105,7 @@ def test_a_diverging_member_leaves_the_others_alone(run_cli, tmp_path: Path) -> 
 
 
 def test_jobs_that_cannot_share_a_stack_run_alone(run_cli, tmp_path: Path) -> None:
-    """Adam is not fused, nor are runs of different seeds (their batch orders differ)."""
+    """Adam is not fused; SGD runs of two seeds are, one stack per seed."""
     done = run_cli(
         "-m", "optim=sgd,adam", "seed=0,1", "model.act=relu,selu", *SMALL,
         "hydra/launcher=fused", "hydra.launcher.fuse=always", f"hydra.sweep.dir={tmp_path / 's'}",
@@ -114,6 +116,20 @@ def test_jobs_that_cannot_share_a_stack_run_alone(run_cli, tmp_path: Path) -> No
         record = _record(tmp_path / "s" / str(i))
         fused = record["params"]["optim.name"] == "sgd"
         assert ("fused" in record) == fused and record["status"] == "ok"
+        if fused:  # the seed's two runs, not the two seeds of one activation
+            seeds = {_record(tmp_path / "s" / str(j))["seed"] for j in record["fused"]["jobs"]}
+            assert seeds == {record["seed"]}
+
+
+def test_runs_of_different_seeds_fused_equal_their_twins(run_cli, tmp_path: Path) -> None:
+    """Each member gathers its own batches from its own seed's generator."""
+    fused, alone = _twins(
+        run_cli, tmp_path, "seed=0,1,2", "model.act=relu,selu", *SMALL, "trainer.precision=fp64",
+        fused_args=("hydra.launcher.max_group=3", "hydra.launcher.n_jobs=1"),
+    )  # fmt: skip
+    stacks = {tuple(_record(fused / str(i))["fused"]["jobs"]) for i in range(6)}
+    assert any(len({_record(fused / str(j))["seed"] for j in s}) > 1 for s in stacks), stacks
+    assert _worst(fused, alone, 6) <= 1e-6
 
 
 def test_a_killed_fused_sweep_resumes_each_member_from_its_checkpoint(

@@ -65,6 +65,7 @@ class FusedLauncher(ParallelLauncher):
         workers, per_job = threads.split(len(jobs), self.n_jobs, wanted)
         units = []
         for members in groups.values():
+            members.sort(key=lambda job: configs[job[0]].seed)  # one seed a stack where possible
             n_chunks = max(
                 -(-len(members) // self.max_group), min(workers, len(members) // self.min_group)
             )
