@@ -60,7 +60,7 @@ REFUSED = [
     (
         "unknown-launcher",
         ["hydra/launcher=nope"],
-        "hydra/launcher=nope: no such choice; choose one of: basic, parallel, slurm",
+        "hydra/launcher=nope: no such choice; choose one of: basic, fused, parallel, slurm",
     ),
     (
         "plus-on-a-selected-group",
