@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -20,6 +21,18 @@ def _curves(frame: pd.DataFrame) -> pd.DataFrame:
         for epoch, acc in zip(history.get("epoch", []), history.get("test_acc", []), strict=True):
             rows.append({**run._asdict(), "epoch": int(epoch), "curve_acc": acc})
     return pd.DataFrame(rows)
+
+
+def _finish(fig: Any, axes: Any, titles: list[str], ylabel: str, path: Path) -> None:
+    """Panels titled, epochs along x, one y label and legend, written atomically."""
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    _save(fig, path)
 
 
 def _save(fig: object, path: Path) -> None:
@@ -50,13 +63,7 @@ def grid_curves(grid: pd.DataFrame, path: Path) -> None:
             ax.fill_between(
                 stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2
             )
-        ax.set_title(f"init {init}", fontsize="medium")
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (mean over seeds)")
-    axes[0].legend(fontsize="small")
-    fig.tight_layout()
-    _save(fig, path)
+    _finish(fig, axes, [f"init {i}" for i in inits], "test accuracy (mean over seeds)", path)
 
 
 def logits_curves(repro: pd.DataFrame, path: Path) -> None:
@@ -76,10 +83,4 @@ def logits_curves(repro: pd.DataFrame, path: Path) -> None:
             for i, (_, run) in enumerate(part.groupby("seed")):
                 label = ("activation on logits" if on else "linear logits") if i == 0 else None
                 ax.plot(run["epoch"], run["curve_acc"], style, color=colour, alpha=0.7, label=label)
-        ax.set_title(act, fontsize="medium")
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (each seed)")
-    axes[0].legend(fontsize="small")
-    fig.tight_layout()
-    _save(fig, path)
+    _finish(fig, axes, acts, "test accuracy (each seed)", path)
