@@ -62,9 +62,9 @@ def test_every_job_composes_as_hydra_composes_it(loaders) -> None:
     assert cached.composes < len(JOBS)
 
 
-def test_a_thousand_jobs_cost_one_compose(loaders) -> None:
+def test_three_hundred_jobs_cost_one_compose(loaders) -> None:
     _, cached = loaders
-    for seed in range(1000):
+    for seed in range(300):
         cfg = cached.load_configuration("config", [f"seed={seed}", "optim.lr=0.05"], RunMode.RUN)
         assert cfg.seed == seed and cfg.hydra.overrides.task == [f"seed={seed}", "optim.lr=0.05"]
     assert cached.composes == 1

@@ -81,27 +81,14 @@ def test_fp64_fused_runs_equal_their_twins_every_epoch(run_cli, tmp_path: Path) 
 
 def test_fp32_fused_runs_match_their_twins_on_mnist(run_cli, tmp_path: Path) -> None:
     data = ["data.limit_train=6000", "data.limit_test=2000", "trainer.epochs=3"]
-    fused, alone = _twins(run_cli, tmp_path, *GRID, *data)
-    assert _worst(fused, alone, 16) <= 2e-3
-    for i in range(16):
+    fused, alone = _twins(run_cli, tmp_path, GRID[0], GRID[2], *data)
+    assert _worst(fused, alone, 8) <= 2e-3
+    for i in range(8):
         acc_fused, acc_alone = (
             _record(fused / str(i))["test_acc"],
             _record(alone / str(i))["test_acc"],
         )
         assert abs(acc_fused - acc_alone) <= 0.002, i
-
-
-def test_a_diverging_member_leaves_the_others_alone(run_cli, tmp_path: Path) -> None:
-    fused, alone = _twins(
-        run_cli, tmp_path, "model.act=relu,selu", "optim.lr=0.05,1e6", *SMALL,
-        "trainer.precision=fp64",
-    )  # fmt: skip
-    statuses = [_record(fused / str(i))["status"] for i in range(4)]
-    assert statuses == [_record(alone / str(i))["status"] for i in range(4)]
-    assert statuses.count("diverged") == 2 and statuses.count("ok") == 2
-    for i in range(4):
-        assert len(_history(fused / str(i))) == len(_history(alone / str(i)))
-    assert _worst(fused, alone, [i for i, s in enumerate(statuses) if s == "ok"]) <= 1e-6
 
 
 def test_jobs_that_cannot_share_a_stack_run_alone(run_cli, tmp_path: Path) -> None:
@@ -121,24 +108,31 @@ def test_jobs_that_cannot_share_a_stack_run_alone(run_cli, tmp_path: Path) -> No
             assert seeds == {record["seed"]}
 
 
-def test_runs_of_different_seeds_fused_equal_their_twins(run_cli, tmp_path: Path) -> None:
-    """Each member gathers its own batches from its own seed's generator."""
+def test_mixed_seeds_and_a_diverging_member_equal_their_twins(run_cli, tmp_path: Path) -> None:
+    """Stacks of several seeds (each member gathers its own batches from its own generator);
+    a member that diverges is recorded so and leaves the others' numbers as they were."""
     fused, alone = _twins(
-        run_cli, tmp_path, "seed=0,1,2", "model.act=relu,selu", *SMALL, "trainer.precision=fp64",
+        run_cli, tmp_path, "seed=0,1", "model.act=relu,selu", "optim.lr=0.05,1e6", *SMALL,
+        "trainer.precision=fp64",
         fused_args=("hydra.launcher.max_group=3", "hydra.launcher.n_jobs=1"),
     )  # fmt: skip
-    stacks = {tuple(_record(fused / str(i))["fused"]["jobs"]) for i in range(6)}
+    stacks = {tuple(_record(fused / str(i))["fused"]["jobs"]) for i in range(8)}
     assert any(len({_record(fused / str(j))["seed"] for j in s}) > 1 for s in stacks), stacks
-    assert _worst(fused, alone, 6) <= 1e-6
+    statuses = [_record(fused / str(i))["status"] for i in range(8)]
+    assert statuses == [_record(alone / str(i))["status"] for i in range(8)]
+    assert statuses.count("diverged") == 4 and statuses.count("ok") == 4
+    for i in range(8):
+        assert len(_history(fused / str(i))) == len(_history(alone / str(i)))
+    assert _worst(fused, alone, [i for i, s in enumerate(statuses) if s == "ok"]) <= 1e-6
 
 
 def test_a_killed_fused_sweep_resumes_each_member_from_its_checkpoint(
     run_cli, tmp_path: Path
 ) -> None:
     args = [
-        *GRID[:2],
+        GRID[0],
         "data=synthetic",
-        "data.n_train=20000",
+        "data.n_train=12000",
         "data.n_test=200",
         "trainer.epochs=6",
     ]
@@ -151,21 +145,21 @@ def test_a_killed_fused_sweep_resumes_each_member_from_its_checkpoint(
     proc = subprocess.Popen(command, cwd=tmp_path, env=cli_env(), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 120
-    while not any(_epochs(folder / str(i)) >= 2 for i in range(8)):
+    while not any(_epochs(folder / str(i)) >= 2 for i in range(4)):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=60)
-    records = [_record(folder / str(i)) for i in range(8)]
+    records = [_record(folder / str(i)) for i in range(4)]
     assert {r["status"] for r in records} == {"interrupted"}
-    kept = [len(_history(folder / str(i))) for i in range(8)]
+    kept = [len(_history(folder / str(i))) for i in range(4)]
     assert all(0 < k < 6 for k in kept)
     done = run_cli("--resume", str(folder), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    for i in range(8):
+    for i in range(4):
         record = _record(folder / str(i))
         assert record["status"] == "ok" and record["resumed_from_epoch"] == kept[i]
-    assert _worst(folder, twin, 8) <= 2e-3
+    assert _worst(folder, twin, 4) <= 2e-3
 
 
 def _epochs(run_dir: Path) -> int:
