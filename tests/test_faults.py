@@ -51,7 +51,8 @@ def start_sweep(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.parametrize("launcher", ["parallel", "basic"])
+# basic: the same check on the other launcher; slow-marked to keep the default suite short.
+@pytest.mark.parametrize("launcher", ["parallel", pytest.param("basic", marks=pytest.mark.slow)])
 def test_sigkill_mid_run_then_rerun_loses_nothing(run_cli, tmp_path: Path, launcher: str) -> None:
     sweep = tmp_path / "killed"
     args = [*KILL_ARGS, f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}"]

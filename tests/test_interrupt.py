@@ -47,10 +47,10 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.parametrize(
     "launcher,signum,to_group",
-    [
+    [  # each launcher and each signal by default; the other two pairings with -m slow
         ("parallel", signal.SIGINT, True),
-        ("parallel", signal.SIGTERM, False),
-        ("basic", signal.SIGINT, True),
+        pytest.param("parallel", signal.SIGTERM, False, marks=pytest.mark.slow),
+        pytest.param("basic", signal.SIGINT, True, marks=pytest.mark.slow),
         ("basic", signal.SIGTERM, False),
     ],
     ids=["parallel-ctrl-c", "parallel-sigterm", "basic-ctrl-c", "basic-sigterm"],

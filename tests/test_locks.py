@@ -103,7 +103,8 @@ def epoch_lines(log: Path | str) -> list[int]:
     ]
 
 
-@pytest.mark.parametrize("launcher", ["parallel", "basic"])
+# basic: the same check on the other launcher; slow-marked to keep the default suite short.
+@pytest.mark.parametrize("launcher", ["parallel", pytest.param("basic", marks=pytest.mark.slow)])
 def test_two_resumes_at_once_train_each_run_once(tmp_path: Path, launcher: str) -> None:
     sweep = killed_sweep(tmp_path)
     logs = [sweep / str(n) / "mlp_sweep.log" for n in range(3)]

@@ -39,6 +39,7 @@ class VisdomLogger:
         self.vis: Visdom | None = None
         self.env = ""
         self.label = ""
+        self.sent: list[EpochStats] = []
 
     def start(self, run: RunInfo, history: list[EpochStats]) -> None:
         import visdom
@@ -58,6 +59,7 @@ class VisdomLogger:
             )
         except ConnectionError:
             raise ConnectionError(f"no visdom server answers at {where}") from None
+        self.sent = list(history)
         if history:  # a resumed run: its line starts over from the restored epochs
             for win, title, ylabel in WINDOWS:
                 self._send(win, title, ylabel, history, replace=True)
@@ -78,8 +80,12 @@ class VisdomLogger:
         )
 
     def epoch(self, stats: EpochStats) -> None:
+        # The whole line each time, replacing this run's trace: two runs that both find a
+        # window missing both create it, and visdom keeps only the second one's points. The
+        # next epoch's send restores the first run's line, not just its newest point.
+        self.sent.append(stats)
         for win, title, ylabel in WINDOWS:
-            self._send(win, title, ylabel, [stats])
+            self._send(win, title, ylabel, self.sent, replace=True)
 
     def finish(self, record: dict[str, Any]) -> None:
         pass
