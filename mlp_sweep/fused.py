@@ -11,8 +11,8 @@ torch.manual_seed(its seed), as the run's do; its batches from a generator seede
 (members of one seed share one batch order and one batch, the fast case; members of several
 seeds each gather their own batch, and layer 1 is a batched matmul too, which pays where the
 device is far from its limit, measured before a sweep decides); its loss is its own mean over
-the batch, and
-the sum of the members' losses has exactly each member's gradient in its own slice. The SGD
+the batch, and the sum of the members' losses has exactly each member's gradient in its own
+slice. The SGD
 update is torch.optim.SGD's (weight decay, momentum, dampening 0, Nesterov), per member. A
 member whose loss goes non-finite is recorded `diverged` and taken out of the stack.
 """
@@ -28,11 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mlp_sweep import precision
 from mlp_sweep.config import Config, Loss, Optimizer
-from mlp_sweep.data import Data, batch_indices
-from mlp_sweep.fast import ActGrad, activation_grad
-from mlp_sweep.model import ACTIVATIONS, Model
-from mlp_sweep.train import LOSSES, EpochStats, History, LossFn
+from mlp_sweep.data import Data, batch_indices, load_data
+from mlp_sweep.device import resolve_device
+from mlp_sweep.fast import ActGrad, activation_grad, fast_step
+from mlp_sweep.model import ACTIVATIONS, Model, build_mlp
+from mlp_sweep.train import LOSSES, EpochStats, History, LossFn, make_optimizer
+
+# A run of members sharing an activation: (first member, how many, the activation and its
+# backward, or None twice where the layer has none: hidden layers always, logits only
+# for members with model.output_act).
+Block = tuple[int, int, nn.Module | None, ActGrad | None]
 
 
 def fuse_key(cfg: Config) -> tuple[object, ...] | None:
@@ -110,6 +117,7 @@ class Stack:
         )
         self.buffers: list[Tensor | None] = [None] * (2 * n_layers)
         self._load_buffers()
+        self._set_blocks()
 
     def params(self) -> list[Tensor]:
         return [t for pair in zip(self.weights, self.biases, strict=True) for t in pair]
@@ -129,19 +137,34 @@ class Stack:
                 .clone()
             )
 
-    def _activate(self, z: Tensor, last: bool) -> Tensor:
-        """Each member's activation on its slice of z [K, batch, width], a call per run of
-        members that share it (the members are sorted so); the logits only where asked."""
-        keys = [(repr(a), on or not last) for a, on in zip(self.acts, self.output_act, strict=True)]
-        starts = [j for j in range(len(keys)) if j == 0 or keys[j] != keys[j - 1]]
-        sizes = [end - start for start, end in zip(starts, [*starts[1:], len(keys)], strict=True)]
+    def _set_blocks(self) -> None:
+        """The runs of members sharing an activation (sorted so), for hidden layers and for
+        the logits; computed when the members change, not per step."""
+        self.blocks: dict[bool, list[Block]] = {}
+        for last in (False, True):
+            keys = [
+                (repr(a), on or not last) for a, on in zip(self.acts, self.output_act, strict=True)
+            ]
+            starts = [j for j in range(len(keys)) if j == 0 or keys[j] != keys[j - 1]]
+            ends = [*starts[1:], len(keys)]
+            self.blocks[last] = [
+                (a, b - a, *((self.acts[a], self.grads[a]) if keys[a][1] else (None, None)))
+                for a, b in zip(starts, ends, strict=True)
+            ]
+
+    def _activate(
+        self, z: Tensor, last: bool
+    ) -> tuple[list[Block], Sequence[Tensor], list[Tensor], Tensor]:
+        """Each member's activation on its slice of z [K, batch, width], one call per block.
+        Returns the blocks, z's parts, their outputs and the whole output."""
+        blocks = self.blocks[last]
         # split, not slices: its backward is one cat, where each slice's zero-fills a whole z.
-        blocks = z.split(sizes) if len(sizes) > 1 else (z,)
-        parts = [
-            self.acts[start](block) if keys[start][1] else block
-            for start, block in zip(starts, blocks, strict=True)
+        parts = z.split([size for _, size, _, _ in blocks]) if len(blocks) > 1 else (z,)
+        outs = [
+            act(part) if act is not None else part
+            for (_, _, act, _), part in zip(blocks, parts, strict=True)
         ]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        return blocks, parts, outs, outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def forward(self, x: Tensor) -> Tensor:
         """Every member's logits, [K, batch, classes], for one shared batch x [batch, in] or
@@ -149,8 +172,7 @@ class Stack:
         last = len(self.weights) - 1
         h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            z = self._layer(i, h, w, b)
-            h = self._activate(z, last=i == last)
+            h = self._activate(self._layer(i, h, w, b), last=i == last)[3]
         return h
 
     def _layer(self, i: int, h: Tensor, w: Tensor, b: Tensor) -> Tensor:
@@ -167,16 +189,6 @@ class Stack:
             return self._step_by_hand(x, y)
         return self._step_autograd(x, y, loss_fn)
 
-    def _blocks(self, last: bool) -> list[tuple[int, int, nn.Module | None, ActGrad | None]]:
-        """(start, size, activation, its backward) per run of members sharing them."""
-        keys = [(repr(a), on or not last) for a, on in zip(self.acts, self.output_act, strict=True)]
-        starts = [j for j in range(len(keys)) if j == 0 or keys[j] != keys[j - 1]]
-        ends = [*starts[1:], len(keys)]
-        return [
-            (a, b - a, *((self.acts[a], self.grads[a]) if keys[a][1] else (None, None)))
-            for a, b in zip(starts, ends, strict=True)
-        ]
-
     @torch.no_grad()
     def _step_by_hand(self, x: Tensor, y: Tensor) -> Tensor:
         """The step of _step_autograd without autograd's bookkeeping (as mlp_sweep.fast does
@@ -188,14 +200,7 @@ class Stack:
         saved = []
         h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            z = self._layer(i, h, w, b)
-            blocks = self._blocks(i == last)
-            parts = z.split([size for _, size, _, _ in blocks]) if len(blocks) > 1 else (z,)
-            outs = [
-                act(part) if act is not None else part
-                for (_, _, act, _), part in zip(blocks, parts, strict=True)
-            ]
-            a = outs[0] if len(outs) == 1 else torch.cat(outs)
+            blocks, parts, outs, a = self._activate(self._layer(i, h, w, b), last=i == last)
             saved.append((h, parts, outs, blocks))
             h = a
         c = h.shape[2]
@@ -298,6 +303,7 @@ class Stack:
         self.acts = [self.acts[j] for j in alive]
         self.grads = [self.grads[j] for j in alive]
         self.output_act = [self.output_act[j] for j in alive]
+        self._set_blocks()
         for name in ("lr", "neg_lr", "momentum", "weight_decay", "nesterov"):
             setattr(self, name, getattr(self, name).index_select(0, index))
 
@@ -343,7 +349,7 @@ def fit_fused(
             zip(stack.members, train_losses, tested, strict=True)
         ):
             m.history.epochs.append(EpochStats(epoch, train_loss, test_loss, test_acc, seconds))
-            if not (_finite(train_loss) and _finite(test_loss)):
+            if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
                 m.history.status = "diverged"
             else:
                 alive.append(j)
@@ -365,22 +371,11 @@ def _act_key(m: Member) -> str:
     return repr(ACTIVATIONS[m.cfg.model.act](m.cfg.model))
 
 
-def _finite(x: float) -> bool:
-    return math.isfinite(x)
-
-
 def step_seconds(cfgs: Sequence[Config], threads: int, steps: int = 15) -> tuple[float, float]:
     """Seconds per model and training step of these runs, (alone, fused), at `threads` torch
     threads on their device: what hydra/launcher=fused measures before it decides to fuse.
     Alone: the mean over the runs' distinct activations; fused: the stack's step / k."""
     cfg, k = cfgs[0], len(cfgs)
-    from mlp_sweep import precision
-    from mlp_sweep.data import load_data
-    from mlp_sweep.device import resolve_device
-    from mlp_sweep.fast import fast_step
-    from mlp_sweep.model import build_mlp
-    from mlp_sweep.train import make_optimizer
-
     device = resolve_device(cfg.device)
     dtype = precision.dtype(cfg.trainer.precision)
     before = torch.get_num_threads()

@@ -34,7 +34,7 @@ import torch
 
 from mlp_sweep import lock, precision, threads
 from mlp_sweep.config import Config, flatten, is_run_setting, validate
-from mlp_sweep.data import load_data
+from mlp_sweep.data import Data, load_data
 from mlp_sweep.device import resolve_device
 from mlp_sweep.errors import ConfigMismatch, MlpSweepError
 from mlp_sweep.interrupt import signal_name, signals_raise
@@ -211,6 +211,32 @@ def _restore(
     return History([EpochStats(**e) for e in state["history"]], status=state["status"])
 
 
+def configure_process(cfg: Config, device: torch.device) -> None:
+    """The process-wide settings a run trains under: determinism, torch threads, matmul
+    precision (a worker that ran another job before keeps none of its settings)."""
+    _set_determinism(cfg.trainer.deterministic, cfg.trainer.compile)
+    torch.set_num_threads(threads.resolve(cfg.trainer.threads))
+    precision.configure(cfg.trainer.precision, device)
+
+
+def start_state(
+    cfg: Config, data: Data, device: torch.device, checkpoint: Path
+) -> tuple[Model, torch.optim.Optimizer, torch.Generator, History]:
+    """The run's model, optimizer and batch generator, drawn from its seed as every run draws
+    them (a fused run too: the same seed gives the same weights and batches), continued from
+    its checkpoint where trainer.checkpoint is on and one exists. Loading data draws nothing
+    from torch's RNG, so it may come before or after."""
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    dtype = precision.dtype(cfg.trainer.precision)
+    model = build_mlp(cfg.model, data.num_features, data.num_classes, device, dtype)
+    optimizer = make_optimizer(model.parameters(), cfg.optim)
+    history = History()
+    if cfg.trainer.checkpoint and checkpoint.exists():
+        history = _restore(load_checkpoint(checkpoint), model, optimizer, generator)
+    return model, optimizer, generator, history
+
+
 def compiled(model: Model) -> Model:
     """torch.compile of the model; the checkpoint keeps saving the model itself. On CUDA the
     "reduce-overhead" mode captures the steps in CUDA graphs (the MLP's kernels are small)."""
@@ -290,19 +316,14 @@ def _fit_and_record(
     try:
         validate(cfg)
         device = resolve_device(cfg.device)
-        _set_determinism(cfg.trainer.deterministic, cfg.trainer.compile)
-        torch.set_num_threads(threads.resolve(cfg.trainer.threads))
+        configure_process(cfg, device)
         record.update(
             device=str(device),
             deterministic=torch.are_deterministic_algorithms_enabled(),
             threads=torch.get_num_threads(),
         )
-        torch.manual_seed(cfg.seed)
-        generator = torch.Generator().manual_seed(cfg.seed)
-        precision.configure(cfg.trainer.precision, device)
-        dtype = precision.dtype(cfg.trainer.precision)
         tic = time.perf_counter()
-        data = load_data(cfg.data, device, dtype)
+        data = load_data(cfg.data, device, precision.dtype(cfg.trainer.precision))
         log.info(
             "data %s: %d train / %d test on %s (%.1fs)",
             cfg.data.name.name,
@@ -311,11 +332,8 @@ def _fit_and_record(
             device,
             time.perf_counter() - tic,
         )
-        model = build_mlp(cfg.model, data.num_features, data.num_classes, device, dtype)
-        optimizer = make_optimizer(model.parameters(), cfg.optim)
-        history = History()
-        if cfg.trainer.checkpoint and checkpoint.exists():
-            history = _restore(load_checkpoint(checkpoint), model, optimizer, generator)
+        model, optimizer, generator, history = start_state(cfg, data, device, checkpoint)
+        if history.epochs:
             kept.epochs = list(history.epochs)
             record.update(resumed_from_epoch=len(history.epochs))
             log.info("resumed from %s after epoch %d", checkpoint, len(history.epochs))

@@ -40,7 +40,7 @@ class ParallelLauncher(Launcher):
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         from mlp_sweep import threads
-        from mlp_sweep.launch.jobs import GroupJobs, is_mlp_sweep_task, threads_asked
+        from mlp_sweep.launch.jobs import HydraJobs, is_mlp_sweep_task, threads_asked
         from mlp_sweep.launch.pool import Pool
 
         assert self.config and self.hydra_context and self.task_function
@@ -62,7 +62,7 @@ class ParallelLauncher(Launcher):
         if self._pool is None or self._pool_shape != (workers, per_job):
             if self._pool is not None:
                 self._pool.close()
-            jobs = GroupJobs(
+            jobs = HydraJobs(
                 self.hydra_context, self.task_function, self.config, Singleton.get_state()
             )
             self._pool = Pool(jobs, workers, env={threads.ENV: str(per_job)})

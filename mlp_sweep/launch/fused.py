@@ -25,7 +25,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from mlp_sweep import lock, precision, threads
+from mlp_sweep import lock, precision
 from mlp_sweep.config import Config
 from mlp_sweep.data import Data, load_data
 from mlp_sweep.device import resolve_device
@@ -33,20 +33,19 @@ from mlp_sweep.errors import ConfigMismatch
 from mlp_sweep.fused import Member, fit_fused
 from mlp_sweep.launch.jobs import job_dir, reads_hydra_config, task_config
 from mlp_sweep.loggers import LoggerSet, open_loggers, run_info
-from mlp_sweep.model import build_mlp
-from mlp_sweep.record import CHECKPOINT_FILE, FINISHED, load_checkpoint, now_iso, save_checkpoint
+from mlp_sweep.record import CHECKPOINT_FILE, FINISHED, now_iso, save_checkpoint
 from mlp_sweep.runner import (
     JobInfo,
     RunRecord,
     _checkpoint_state,
-    _restore,
-    _set_determinism,
+    configure_process,
     one_line,
+    prior_record,
+    start_state,
 )
-from mlp_sweep.train import History, make_optimizer
+from mlp_sweep.train import History
 
 log = logging.getLogger(__name__)
-LOG_FILE = "mlp_sweep.log"  # hydra.job.name's log, which run_job appends to afterwards
 
 
 @dataclass
@@ -56,6 +55,7 @@ class Entry:
     cfg: Config
     run_dir: Path
     job: JobInfo
+    log_file: Path  # the job's log (hydra.job.name.log), which run_job appends to afterwards
 
 
 @dataclass
@@ -80,8 +80,6 @@ def _joinable(entry: Entry, stack: contextlib.ExitStack) -> bool:
 
 
 def _prior(entry: Entry) -> str | None:
-    from mlp_sweep.runner import prior_record
-
     prior = prior_record(entry.run_dir, entry.cfg)
     return prior.get("status") if prior else None
 
@@ -89,7 +87,7 @@ def _prior(entry: Entry) -> str | None:
 def _log(run: _Run, message: str) -> None:
     """A line in the run's own log, formatted as its job's logging formats them."""
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
-    with open(run.entry.run_dir / LOG_FILE, "a") as f:
+    with open(run.entry.log_file, "a") as f:
         f.write(f"[{stamp}][mlp_sweep.fused][INFO] - {message}\n")
 
 
@@ -102,16 +100,9 @@ def _start(entry: Entry, group: Sequence[Entry], device: torch.device, data: Dat
     record.update()
     loggers = open_loggers(cfg.logger)
     record.fields["loggers"] = loggers.names
-    # As runner does, in its order, so the member's weights and batches are its run's.
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    dtype = precision.dtype(cfg.trainer.precision)
-    model = build_mlp(cfg.model, data.num_features, data.num_classes, device, dtype)
-    optimizer = make_optimizer(model.parameters(), cfg.optim)
-    history = History()
     checkpoint = entry.run_dir / CHECKPOINT_FILE
-    if cfg.trainer.checkpoint and checkpoint.exists():
-        history = _restore(load_checkpoint(checkpoint), model, optimizer, generator)
+    model, optimizer, generator, history = start_state(cfg, data, device, checkpoint)
+    if history.epochs:
         record.fields["resumed_from_epoch"] = len(history.epochs)
     record.update(
         device=str(device),
@@ -159,18 +150,16 @@ def _epoch_done(run: _Run) -> None:
     run.loggers.epoch(e)
 
 
-def train_group(entries: Sequence[Entry]) -> list[Path]:
-    """Train what can of these runs as one stack; returns the folders it finished."""
+def train_group(entries: Sequence[Entry]) -> None:
+    """Train what can of these runs as one stack, each recorded in its own folder."""
     with contextlib.ExitStack() as held:
         joined = [e for e in entries if _joinable(e, held)]
         if len(joined) < 2:
-            return []  # one run alone is a run: the second step trains it
+            return  # one run alone is a run: the second step trains it
         first = joined[0].cfg
         device = resolve_device(first.device)
-        _set_determinism(first.trainer.deterministic, False)
-        torch.set_num_threads(threads.resolve(first.trainer.threads))
-        precision.configure(first.trainer.precision, device)
-        # Loading data draws nothing from torch's RNG: once for all, before the members' seeds.
+        # Determinism and precision are the group's (fuse_key); its threads are the first's.
+        configure_process(first, device)
         data = load_data(first.data, device, precision.dtype(first.trainer.precision))
         runs = [_start(e, joined, device, data) for e in joined]
         by_start: dict[tuple[int, str], list[_Run]] = {}
@@ -205,10 +194,9 @@ def train_group(entries: Sequence[Entry]) -> list[Path]:
             for run in runs:
                 run.loggers.close()
                 _log(run, f"fused training failed: {one_line(err)}; continued alone")
-            return []
+            return
         for run in runs:
             _close(run, run.member.history.status, None, run.member.history)
-        return [r.entry.run_dir for r in runs]
 
 
 def _close(run: _Run, status: str, error: str | None, history: History) -> None:
@@ -232,4 +220,5 @@ def entry(config: DictConfig) -> Entry:
         overrides=list(config.hydra.overrides.task),
         sweep_dir=Path(str(config.hydra.sweep.dir)),
     )
-    return Entry(to_config(task), job_dir(config), job)
+    folder = job_dir(config)
+    return Entry(to_config(task), folder, job, folder / f"{config.hydra.job.name}.log")

@@ -96,16 +96,28 @@ def skipped(overrides: Sequence[str], config: DictConfig, why: str) -> JobReturn
 
 @dataclass
 class HydraJobs:
-    """Everything a worker needs to run any job of one sweep; shipped once per worker."""
+    """Everything a worker needs to run any job of one sweep; shipped once per worker.
+
+    Called with a group of jobs, it runs them in order. Groups of one are what the parallel
+    launcher sends; hydra/launcher=fused sends larger ones, whose runs train as one stack
+    (mlp_sweep.launch.fused) before each job goes through run_job, which finds it finished.
+    """
 
     hydra_context: HydraContext
     task_function: TaskFunction
     config: DictConfig
     singleton_state: dict[Any, Any]
 
-    def __call__(self, index: int, overrides: Sequence[str]) -> JobReturn:
-        config = self.compose(index, overrides)
-        return run_locked(self.hydra_context, self.task_function, config, overrides)
+    def __call__(self, jobs: Sequence[tuple[int, Sequence[str]]]) -> list[JobReturn]:
+        configs = [self.compose(index, overrides) for index, overrides in jobs]
+        if len(jobs) > 1 and is_mlp_sweep_task(self.task_function):
+            from mlp_sweep.launch.fused import entry, train_group
+
+            train_group([entry(config) for config in configs])
+        return [
+            run_locked(self.hydra_context, self.task_function, config, overrides)
+            for config, (_, overrides) in zip(configs, jobs, strict=True)
+        ]
 
     def compose(self, index: int, overrides: Sequence[str]) -> DictConfig:
         """The job's config, numbered, as Hydra's launchers make it."""
@@ -156,20 +168,3 @@ def run_locked(
             return run()
     except lock.RunLocked as err:
         return skipped(overrides, config, f"mlp_sweep: {err}")
-
-
-class GroupJobs(HydraJobs):
-    """What a pool worker runs: a group of jobs, in order. Groups of one are what the parallel
-    launcher sends; hydra/launcher=fused sends larger ones, whose runs train as one stack
-    (mlp_sweep.launch.fused) before each job goes through run_job, which finds it finished."""
-
-    def __call__(self, jobs: Sequence[tuple[int, Sequence[str]]]) -> list[JobReturn]:  # type: ignore[override]
-        configs = [self.compose(index, overrides) for index, overrides in jobs]
-        if len(jobs) > 1 and is_mlp_sweep_task(self.task_function):
-            from mlp_sweep.launch.fused import entry, train_group
-
-            train_group([entry(config) for config in configs])
-        return [
-            run_locked(self.hydra_context, self.task_function, config, overrides)
-            for config, (_, overrides) in zip(configs, jobs, strict=True)
-        ]
