@@ -38,6 +38,7 @@ class CachedLoader(ConfigLoader):
         self._bases: dict[tuple[Any, ...], DictConfig] = {}
         self._groups: dict[str, bool] = {}
         self._scratch: dict[tuple[Any, ...], DictConfig] = {}
+        self._parsed: dict[str, Override] = {}  # a sweep repeats its fixed overrides every job
         self._parser = OverridesParser.create()
         self.composes = 0  # Hydra's full composes so far (tests count them)
 
@@ -67,9 +68,12 @@ class CachedLoader(ConfigLoader):
 
     def _split(self, overrides: list[str]) -> tuple[list[Override], list[bool]] | None:
         try:
-            parsed = self._parser.parse_overrides(overrides)
+            for text in overrides:
+                if text not in self._parsed:
+                    self._parsed[text] = self._parser.parse_overrides([text])[0]
         except Exception:
             return None
+        parsed = [self._parsed[text] for text in overrides]
         return parsed, [self._applied_later(o) for o in parsed]
 
     def load_configuration(
@@ -109,11 +113,9 @@ class CachedLoader(ConfigLoader):
         self, master_config: DictConfig, sweep_overrides: list[str]
     ) -> DictConfig:
         """Hydra's ConfigLoaderImpl.load_sweep_config, through the cache."""
-        overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)
-        assert isinstance(overrides, list)
         sweep_config = self.load_configuration(
             config_name=master_config.hydra.job.config_name,
-            overrides=overrides + list(sweep_overrides),
+            overrides=_job_overrides(master_config, sweep_overrides),
             run_mode=RunMode.RUN,
         )
         # As Hydra does: the same resolved values as the sweep's (timestamps, oc.env).
@@ -128,10 +130,7 @@ class CachedLoader(ConfigLoader):
         scratch copy, each job's setting every key the last one set. Where that fails (a second
         `+k=v` onto the same copy, say) the job is composed in full, which decides.
         """
-        hydra_overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)
-        assert isinstance(hydra_overrides, list)
-        overrides = hydra_overrides + list(sweep_overrides)
-        split = self._split(overrides)
+        split = self._split(_job_overrides(master_config, sweep_overrides))
         if split is not None and not any(isinstance(o.value(), dict) for o in split[0]):
             # (a dict value merges into what is there: the scratch copy would keep old keys)
             parsed, later = split
@@ -174,3 +173,10 @@ class CachedLoader(ConfigLoader):
         if name == "loader":
             raise AttributeError(name)
         return getattr(self.loader, name)
+
+
+def _job_overrides(master_config: DictConfig, sweep_overrides: list[str]) -> list[str]:
+    """What Hydra composes a sweep's job from: the sweep's hydra.* overrides, then the job's."""
+    hydra_overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)
+    assert isinstance(hydra_overrides, list)
+    return [str(o) for o in hydra_overrides] + list(sweep_overrides)
