@@ -396,7 +396,7 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _start_munged(layout: Layout, deadline: float) -> None:
-    _spawn(
+    pid = _spawn(
         layout,
         "munged",
         [
@@ -412,11 +412,11 @@ def _start_munged(layout: Layout, deadline: float) -> None:
             "--force",
         ],
     )
-    _wait_for("munged socket", deadline, layout.munge_socket.exists, layout, "munged")
+    _wait_for("munged socket", deadline, layout.munge_socket.exists, ("munged", pid))
 
 
 def _start_mariadbd(layout: Layout, deadline: float) -> None:
-    _spawn(
+    pid = _spawn(
         layout,
         "mariadbd",
         [
@@ -431,17 +431,17 @@ def _start_mariadbd(layout: Layout, deadline: float) -> None:
             "--skip-grant-tables",
         ],
     )
-    _wait_for("mariadbd socket", deadline, layout.db_socket.exists, layout, "mariadbd")
+    _wait_for("mariadbd socket", deadline, layout.db_socket.exists, ("mariadbd", pid))
 
 
 def _start_slurm_daemons(layout: Layout, deadline: float) -> None:
     conf = str(layout.slurm_conf)
-    _spawn(layout, "slurmdbd", [_program("slurmdbd"), "-D"])
-    _wait_for("slurmdbd", deadline, lambda: _sacctmgr_answers(layout), layout, "slurmdbd")
+    pid = _spawn(layout, "slurmdbd", [_program("slurmdbd"), "-D"])
+    _wait_for("slurmdbd", deadline, lambda: _sacctmgr_answers(layout), ("slurmdbd", pid))
     _register_cluster(layout)
     _spawn(layout, "slurmctld", [_program("slurmctld"), "-D", "-f", conf])
-    _spawn(layout, "slurmd", [_program("slurmd"), "-D", "-f", conf, "-N", NODE_NAME])
-    _wait_for("node idle", deadline, lambda: _node_state(layout) == "idle", layout, "slurmd")
+    pid = _spawn(layout, "slurmd", [_program("slurmd"), "-D", "-f", conf, "-N", NODE_NAME])
+    _wait_for("node idle", deadline, lambda: _node_state(layout) == "idle", ("slurmd", pid))
     _wait_for("sacct", deadline, lambda: _client(layout, ["sacct", "-n", "-X"]).returncode == 0)
 
 
@@ -452,12 +452,13 @@ def _daemon_env(layout: Layout) -> dict[str, str]:
     return env
 
 
-def _spawn(layout: Layout, daemon: str, argv: list[str]) -> None:
-    """Start one daemon in the foreground of its own session; record its pid.
+def _spawn(layout: Layout, daemon: str, argv: list[str]) -> int:
+    """Start one daemon in the foreground of its own session; record and return its pid.
 
-    Foreground mode gives us the true pid at once (no pid-file race); a new
-    session keeps a terminal's Ctrl-C or hang-up away from it.  The daemons
-    write the same pid into the same pid file themselves.
+    Foreground mode gives us the true pid at once; a new session keeps a
+    terminal's Ctrl-C or hang-up away from it.  The daemons write the same pid
+    into the same pid file themselves, some by unlinking it first, so a start-up
+    wait watches the returned pid, never the file.
     """
     log = layout.logs / f"{daemon}.out"
     with open(log, "ab") as out:
@@ -471,6 +472,7 @@ def _spawn(layout: Layout, daemon: str, argv: list[str]) -> None:
             start_new_session=True,
         )
     layout.pid_file(daemon).write_text(f"{proc.pid}\n")
+    return proc.pid
 
 
 def _stop_daemon(layout: Layout, daemon: str, grace_s: float = 10.0) -> None:
@@ -643,15 +645,14 @@ def _wait_for(
     what: str,
     deadline: float,
     ready: Callable[[], bool],
-    layout: Layout | None = None,
-    daemon: str | None = None,
+    daemon: tuple[str, int] | None = None,
 ) -> None:
-    """Poll ready() until it is true; fail early if the daemon it waits on died."""
+    """Poll ready() until it is true; fail early if the daemon (name, pid) it waits on died."""
     while True:
         if ready():
             return
-        if layout is not None and daemon is not None and _read_live_pid(layout, daemon) is None:
-            raise RuntimeError(f"{daemon} exited while waiting for {what}")
+        if daemon is not None and not _alive(daemon[1]):
+            raise RuntimeError(f"{daemon[0]} exited while waiting for {what}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {START_TIMEOUT_S:.0f} s waiting for {what}")
         time.sleep(0.1)
