@@ -8,7 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlp_sweep.config import DataConfig, Dataset, Loss, ModelConfig, OptimConfig, TrainerConfig
+from mlp_sweep.config import (
+    DataConfig,
+    Dataset,
+    Impl,
+    Loss,
+    ModelConfig,
+    OptimConfig,
+    TrainerConfig,
+)
 from mlp_sweep.data import load_data
 from mlp_sweep.model import build_mlp
 from mlp_sweep.train import LOSSES, evaluate, fit, make_optimizer
@@ -76,25 +84,28 @@ def test_mse_loss_is_on_softmax_outputs() -> None:
     assert train_once(0, loss=Loss.mse, lr=0.5).status == "ok"
 
 
-def test_a_run_never_imports_torch_dynamo(tmp_path) -> None:
-    """torch.optim's first call imports torch._dynamo (over a second a process, most of a
-    trivial job's cost); a run with a checkpoint, resumed, does without it."""
+def test_a_run_never_imports_torch_dynamo_or_sympy(tmp_path) -> None:
+    """torch.optim's first call imports torch._dynamo, and skip_init's meta path imports sympy
+    (each over a second a process, most of a trivial job's cost); runs of both impls, with a
+    checkpoint, resumed, do without them."""
     import subprocess
     import sys
 
     from tests.conftest import ROOT, cli_env
 
     code = (
-        "import sys; from pathlib import Path; from mlp_sweep.runner import run; "
-        "from mlp_sweep.config import Config, DataConfig, Dataset, TrainerConfig; "
-        "d = DataConfig(name=Dataset.synthetic, n_train=60, n_test=20); "
-        "import json; c = Config(data=d, trainer=TrainerConfig(epochs=2)); "
-        f"p = Path({str(tmp_path)!r}); run(c, p); m = p / 'metrics.json'; "
-        "m.write_text(json.dumps({**json.loads(m.read_text()), 'status': 'interrupted'})); "
-        "r = run(c, p); "
-        "print(r['status'], r['resumed_from_epoch'], 'torch._dynamo' in sys.modules)"
+        "import sys, json; from pathlib import Path; from mlp_sweep.runner import run; "
+        "from mlp_sweep.config import Config, DataConfig, Dataset, Impl, ModelConfig, "
+        "TrainerConfig; d = DataConfig(name=Dataset.synthetic, n_train=60, n_test=20)\n"
+        "for impl in Impl:\n"
+        "    c = Config(data=d, model=ModelConfig(impl=impl), trainer=TrainerConfig(epochs=2))\n"
+        f"    p = Path({str(tmp_path)!r}) / impl.value; run(c, p); m = p / 'metrics.json'\n"
+        "    m.write_text(json.dumps({**json.loads(m.read_text()), 'status': 'interrupted'}))\n"
+        "    r = run(c, p); print(impl.value, r['status'], r['resumed_from_epoch'])\n"
+        "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], env=cli_env(), cwd=ROOT, capture_output=True, text=True
     )
-    assert done.stdout.split() == ["ok", "2", "False"], done.stderr[-2000:]
+    expected = [*(f"{impl.value} ok 2" for impl in Impl), "False False"]
+    assert done.stdout.splitlines() == expected, done.stderr[-2000:]
