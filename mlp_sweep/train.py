@@ -48,7 +48,7 @@ def _skip_dynamo_import() -> None:
     optimizer from one (trainer.compile compiles the model), so the plain function is cached
     there instead. Only wrappers recognised by their code object are touched.
     """
-    probe = torch._disable_dynamo(_skip_dynamo_import.__wrapped__)  # type: ignore[attr-defined]
+    probe = torch._disable_dynamo(_skip_dynamo_import.__wrapped__)
     for attr in vars(torch.optim.Optimizer).values():
         if getattr(attr, "__code__", None) is probe.__code__:
             plain = attr.__wrapped__

@@ -26,7 +26,8 @@ class GridSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """What Hydra's sweeper checks before a batch (that every job composes), at a cost
         that does not grow with the config's size."""
+        assert self.hydra_context is not None and self.config is not None
         loader = self.hydra_context.config_loader
-        assert isinstance(loader, CachedLoader) and self.config is not None
+        assert isinstance(loader, CachedLoader)
         for overrides in batch:
             loader.check_sweep_config(self.config, list(overrides))

@@ -89,7 +89,9 @@ class CachedLoader(ConfigLoader):
         if split is None:
             return self._full(config_name, overrides, *args)
         parsed, later = split
-        structural = tuple(o.input_line for o, late in zip(parsed, later, strict=True) if not late)
+        structural = tuple(
+            str(o.input_line) for o, late in zip(parsed, later, strict=True) if not late
+        )
         key = (config_name, structural, *args)
         if key not in self._bases:
             self._bases[key] = self._full(config_name, list(structural), *args)
@@ -136,7 +138,7 @@ class CachedLoader(ConfigLoader):
             parsed, later = split
             late = [o for o, is_late in zip(parsed, later, strict=True) if is_late]
             structural = tuple(
-                o.input_line for o, is_late in zip(parsed, later, strict=True) if not is_late
+                str(o.input_line) for o, is_late in zip(parsed, later, strict=True) if not is_late
             )
             forms = tuple(
                 (o.key_or_group, o.is_add(), o.is_force_add(), o.is_delete()) for o in late

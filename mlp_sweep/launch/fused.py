@@ -167,14 +167,15 @@ def train_group(entries: Sequence[Entry]) -> None:
             key = (len(run.member.history.epochs), run.member.history.status)
             by_start.setdefault(key, []).append(run)
         members = {id(r.member): r for r in runs}
+
+        def epoch_done(alive: list[Member]) -> None:
+            for member in alive:
+                _epoch_done(members[id(member)])
+
         try:
             with precision.autocast(first.trainer.precision, device):
                 for part in by_start.values():
-                    fit_fused(
-                        [r.member for r in part],
-                        data,
-                        lambda alive: [_epoch_done(members[id(m)]) for m in alive],
-                    )
+                    fit_fused([r.member for r in part], data, epoch_done)
         except KeyboardInterrupt as err:
             from mlp_sweep.interrupt import signal_name
 
