@@ -11,6 +11,9 @@ records its run `interrupted` on the way out) and leave none behind, and a worke
   record and exit, SIGKILLs any that hang, and re-raises.
 - Workers are started with `spawn`, so a parent that touched CUDA or OpenMP is never forked;
   each imports the app once and then runs job after job (no start-up per job).
+- A worker's start is mostly its imports (torch: ~2 s). warm_up() starts workers at the top of
+  the command, so those imports overlap the parent's own and its checks; the first pool adopts
+  them, and any it does not need are killed (they hold nothing but imports).
 
 Payloads cross the process boundary with cloudpickle, as Hydra's own launchers do, so task
 functions defined in a script or decorated by @hydra.main travel too.
@@ -18,6 +21,8 @@ functions defined in a script or decorated by @hydra.main travel too.
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import logging
 import multiprocessing
 import os
@@ -48,12 +53,15 @@ class Lost:
         return f"worker process died while running it (exit {how})"
 
 
-def _worker(conn: Connection, env: dict[str, str], init: bytes) -> None:
+def _worker(conn: Connection, preload: str | None) -> None:
     from mlp_sweep.interrupt import stop_on_signals
 
     stop_on_signals()
-    os.environ.update(env)
     try:
+        if preload:
+            importlib.import_module(preload)  # while the parent is still checking the sweep
+        env, init = conn.recv()
+        os.environ.update(env)
         execute: Callable[..., Any] = cloudpickle.loads(init)
         while True:
             message = conn.recv()
@@ -79,6 +87,39 @@ class _Slot:
     index: int | None = None  # the job it runs, if any
 
 
+def _spawn(preload: str | None) -> _Slot:
+    ctx = multiprocessing.get_context("spawn")
+    parent_end, child_end = ctx.Pipe()
+    process = ctx.Process(target=_worker, args=(child_end, preload), name="mlp_sweep-worker")
+    process.start()
+    child_end.close()
+    return _Slot(process, parent_end)
+
+
+# Workers started by warm_up() and not yet adopted by a pool.
+_warm: list[_Slot] = []
+
+
+def warm_up(count: int, preload: str) -> None:
+    """Start `count` workers now, each importing `preload` and then waiting for its pool.
+
+    The next Pool takes them instead of starting its own; discard_warm() (run when that pool
+    has what it needs, and at exit) kills the rest.
+    """
+    if count > 0 and not _warm:
+        atexit.register(discard_warm)
+    _warm.extend(_spawn(preload) for _ in range(count))
+
+
+def discard_warm() -> None:
+    """Kill the warm workers no pool took: they run no job, so nothing is lost."""
+    while _warm:
+        slot = _warm.pop()
+        slot.process.kill()
+        slot.process.join()
+        slot.conn.close()
+
+
 class Pool:
     """`workers` processes that run execute(*payload) for each payload given to run().
 
@@ -91,17 +132,18 @@ class Pool:
     ) -> None:
         self.workers, self.env = workers, dict(env or {})
         self._init = cloudpickle.dumps(execute)
-        self._ctx = multiprocessing.get_context("spawn")
         self._slots: list[_Slot] = []
 
     def _start(self) -> _Slot:
-        parent_end, child_end = self._ctx.Pipe()
-        process = self._ctx.Process(
-            target=_worker, args=(child_end, self.env, self._init), name="mlp_sweep-worker"
-        )
-        process.start()
-        child_end.close()
-        slot = _Slot(process, parent_end)
+        """A warm worker if one is alive, else a new one; either gets the pool's job set-up."""
+        while _warm:
+            slot = _warm.pop(0)
+            if slot.process.is_alive():
+                break
+            slot.process.join()  # a warm worker that died (Ctrl-C while importing)
+        else:
+            slot = _spawn(None)
+        slot.conn.send((self.env, self._init))
         self._slots.append(slot)
         return slot
 
@@ -127,6 +169,7 @@ class Pool:
                 feed(slot)
             while todo and len(self._slots) < self.workers:
                 feed(self._start())
+            discard_warm()  # more were warmed than this sweep uses
             while any(slot.index is not None for slot in self._slots):
                 busy = [slot for slot in self._slots if slot.index is not None]
                 ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy])

@@ -1,0 +1,99 @@
+"""Workers started at the top of the command (mlp_sweep.launch.early): the pool adopts them,
+kills the ones it does not need, and a command that stops before launching leaves none."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mlp_sweep import threads
+from mlp_sweep.launch import pool
+from mlp_sweep.launch.early import expected_workers
+
+CORES = threads.cores()
+
+
+@pytest.mark.parametrize(
+    ("argv", "workers"),
+    [
+        (["-m", "model.act=relu,leaky,selu,softplus"], min(4, CORES)),
+        (["-m", "seed=range(1)"], 1),
+        (["-m", "seed=range(10)", "hydra/launcher=parallel"], min(10, CORES)),
+        (["-m", "seed=range(10)", "hydra/launcher=fused"], 0),  # its timing wants quiet cores
+        (["-m", "seed=range(10)", "hydra.launcher.n_jobs=1"], 1),
+        (["-m", "seed=range(10)", f"trainer.threads={CORES}"], 1),
+        (["-m", "seed=range(10)", "trainer.threads=auto"], min(10, CORES)),
+        (["model.act=relu"], 0),  # a single run: no pool
+        (["-m", "seed=range(10)", "hydra/launcher=basic"], 0),
+        (["-m", "seed=range(10)", "hydra/launcher=slurm"], 0),
+        (["-m", "hparams_search=optuna"], 0),  # the search sizes its own batches
+        (["-m", "seed=range(4)", "trainer.threads=1,2"], 0),
+        (["-m", "seed=range(4)", "--cfg", "job"], 0),
+        (["-m", "seed=range(4)", "--config-name", "other"], 0),
+        (["-m", "x=${oops"], 0),  # the command itself reports the line
+        (["--resume", "/no/such/folder"], 0),
+    ],
+)
+def test_the_command_line_says_how_many_workers_to_start(argv: list[str], workers: int) -> None:
+    assert expected_workers(argv) == workers
+
+
+def test_the_pool_runs_its_jobs_on_the_warm_workers() -> None:
+    pool.warm_up(2, preload="json")
+    warm = {slot.process.pid for slot in pool._warm}
+    workers = pool.Pool(os.getpid, 2)
+    try:
+        answers = workers.run([()] * 6)
+    finally:
+        workers.close()
+    assert {kind for kind, _ in answers} == {"ok"}
+    assert {pid for _, pid in answers} == warm
+    assert pool._warm == []
+
+
+def test_warm_workers_the_pool_does_not_need_are_killed() -> None:
+    pool.warm_up(3, preload="json")
+    slots = list(pool._warm)
+    workers = pool.Pool(os.getpid, 3)
+    try:
+        answers = workers.run([()])  # one job: one worker is enough
+    finally:
+        workers.close()
+    assert [kind for kind, _ in answers] == ["ok"]
+    assert answers[0][1] == slots[0].process.pid
+    assert pool._warm == []
+    assert not any(slot.process.is_alive() for slot in slots)
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Live processes whose environment holds marker (the command's and its children's)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in environ and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")
+def test_a_refused_sweep_leaves_no_worker_behind(run_cli, tmp_path: Path) -> None:
+    marker = f"MLP_SWEEP_TEST_MARK={uuid.uuid4().hex}"
+    name, value = marker.split("=")
+    os.environ[name] = value  # inherited by the command and by every worker it starts
+    try:
+        done = run_cli("-m", "model.act=relu,selu", "optim.lr=-1", f"hydra.sweep.dir={tmp_path}/s")
+    finally:
+        del os.environ[name]
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("mlp_sweep: error: optim.lr")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert _processes_with(marker) == []
