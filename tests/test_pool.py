@@ -13,24 +13,25 @@ from mlp_sweep import threads
 from mlp_sweep.launch import pool
 from mlp_sweep.launch.early import expected_workers
 
-CORES = threads.cores()
-
 
 @pytest.mark.parametrize(
     ("argv", "workers"),
-    [
-        (["-m", "model.act=relu,leaky,selu,softplus"], min(4, CORES)),
+    [  # on 8 cores: the sweep's workers, at most 7 (the command keeps a core)
+        (["-m", "model.act=relu,leaky,selu,softplus"], 4),
+        (["-m", "model.act=relu,leaky", "seed=range(3)"], 6),
+        (["-m", "seed=range(20)"], 7),
         (["-m", "seed=range(1)"], 1),
-        (["-m", "seed=range(10)", "hydra/launcher=parallel"], min(10, CORES)),
-        (["-m", "seed=range(10)", "hydra/launcher=fused"], 0),  # its timing wants quiet cores
-        (["-m", "seed=range(10)", "hydra.launcher.n_jobs=1"], 1),
-        (["-m", "seed=range(10)", f"trainer.threads={CORES}"], 1),
-        (["-m", "seed=range(10)", "trainer.threads=auto"], min(10, CORES)),
+        (["-m", "seed=range(10)", "hydra/launcher=parallel"], 7),
+        (["-m", "seed=range(10)", "hydra.launcher.n_jobs=3"], 3),
+        (["-m", "seed=range(10)", "trainer.threads=2"], 4),
+        (["-m", "seed=range(10)", "trainer.threads=auto"], 7),
         (["model.act=relu"], 0),  # a single run: no pool
         (["-m", "seed=range(10)", "hydra/launcher=basic"], 0),
         (["-m", "seed=range(10)", "hydra/launcher=slurm"], 0),
+        (["-m", "seed=range(10)", "hydra/launcher=fused"], 0),  # its timing wants quiet cores
         (["-m", "hparams_search=optuna"], 0),  # the search sizes its own batches
         (["-m", "seed=range(4)", "trainer.threads=1,2"], 0),
+        (["-m", "seed=range(4)", "hydra.launcher.n_jobs=null"], 0),
         (["-m", "seed=range(4)", "--cfg", "job"], 0),
         (["-m", "seed=range(4)", "--config-name", "other"], 0),
         (["-m", "x=${oops"], 0),  # the command itself reports the line
@@ -38,7 +39,11 @@ CORES = threads.cores()
     ],
 )
 def test_the_command_line_says_how_many_workers_to_start(argv: list[str], workers: int) -> None:
-    assert expected_workers(argv) == workers
+    assert expected_workers(argv, cores=8) == workers
+
+
+def test_a_single_core_keeps_its_core() -> None:
+    assert expected_workers(["-m", "seed=range(10)"], cores=1) == 0
 
 
 def test_the_pool_runs_its_jobs_on_the_warm_workers() -> None:
@@ -85,12 +90,15 @@ def _processes_with(marker: str) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")
+@pytest.mark.skipif(threads.cores() < 2, reason="on one core no worker starts early")
 def test_a_refused_sweep_leaves_no_worker_behind(run_cli, tmp_path: Path) -> None:
+    argv = ["-m", "model.act=relu,selu", "optim.lr=-1", f"hydra.sweep.dir={tmp_path}/s"]
+    assert expected_workers(argv) >= 1  # so there is one to leave behind
     marker = f"MLP_SWEEP_TEST_MARK={uuid.uuid4().hex}"
     name, value = marker.split("=")
     os.environ[name] = value  # inherited by the command and by every worker it starts
     try:
-        done = run_cli("-m", "model.act=relu,selu", "optim.lr=-1", f"hydra.sweep.dir={tmp_path}/s")
+        done = run_cli(*argv)
     finally:
         del os.environ[name]
     assert done.returncode == 2
