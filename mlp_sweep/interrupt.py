@@ -39,6 +39,22 @@ def _raise_once(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def defer_signals() -> list[int]:
+    """Until stop_on_signals(), SIGINT and SIGTERM are noted in the returned list, not raised.
+
+    For a worker's start-up: an exception raised in the middle of an import (torch's takes
+    seconds) can be swallowed by the module being imported, and the worker would run on.
+    """
+    noted: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        noted.append(signum)
+
+    signal.signal(signal.SIGINT, note)
+    signal.signal(signal.SIGTERM, note)
+    return noted
+
+
 def stop_on_signals() -> None:
     """From now on SIGINT and SIGTERM raise Interrupted once (a worker process's setting)."""
     signal.signal(signal.SIGINT, _raise_once)

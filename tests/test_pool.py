@@ -4,9 +4,12 @@ kills the ones it does not need, and a command that stops before launching leave
 from __future__ import annotations
 
 import os
+import signal
+import time
 import uuid
 from pathlib import Path
 
+import cloudpickle
 import pytest
 
 from mlp_sweep import threads
@@ -105,3 +108,35 @@ def test_a_refused_sweep_leaves_no_worker_behind(run_cli, tmp_path: Path) -> Non
     assert done.stderr.strip().startswith("mlp_sweep: error: optim.lr")
     assert len(done.stderr.strip().splitlines()) == 1
     assert _processes_with(marker) == []
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM (its SigCgt mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_a_worker_stopped_while_starting_runs_nothing() -> None:
+    """A stop that reaches a worker still importing (the parent stopping its pool while a late
+    worker starts) ends it once started, before any job. (Raised mid-start, the exception was
+    sometimes lost and the worker ran the job it was sent: tests/test_interrupt.py's
+    parallel-sigterm case caught that, 1 run in 2.)"""
+    slot = pool._spawn("mlp_sweep.cli")  # imports torch: seconds
+    try:
+        deadline = time.monotonic() + 60
+        while not _catches_sigterm(slot.process.pid):
+            assert time.monotonic() < deadline and slot.process.is_alive()
+            time.sleep(0.01)
+        os.kill(slot.process.pid, signal.SIGTERM)
+        slot.conn.send(({}, cloudpickle.dumps(os.getpid)))
+        slot.conn.send((0, cloudpickle.dumps(())))
+        slot.process.join(timeout=60)
+        assert slot.process.exitcode == 0
+        with pytest.raises((EOFError, ConnectionResetError)):  # it answered nothing
+            slot.conn.recv_bytes()
+    finally:
+        slot.process.kill()
+        slot.process.join()

@@ -6,6 +6,8 @@ records its run `interrupted` on the way out) and leave none behind, and a worke
 
 - A worker turns its first SIGINT or SIGTERM into an Interrupted exception that unwinds the
   job it runs (the run records itself `interrupted`) and then exits; later ones are ignored.
+  One that comes while the worker is still starting (importing torch, which an exception
+  raised mid-import may not get through) is noted, and the worker exits once started.
 - On KeyboardInterrupt (or SIGTERM, see mlp_sweep.interrupt) the parent forwards the same
   signal to every worker (a Ctrl-C in a terminal has reached them already), waits for them to
   record and exit, SIGKILLs any that hang, and re-raises.
@@ -54,15 +56,18 @@ class Lost:
 
 
 def _worker(conn: Connection, preload: str | None) -> None:
-    from mlp_sweep.interrupt import stop_on_signals
+    from mlp_sweep.interrupt import defer_signals, stop_on_signals
 
-    stop_on_signals()
+    stopped = defer_signals()
     try:
         if preload:
             importlib.import_module(preload)  # while the parent is still checking the sweep
         env, init = conn.recv()
         os.environ.update(env)
         execute: Callable[..., Any] = cloudpickle.loads(init)
+        stop_on_signals()
+        if stopped:  # asked to stop while starting: run nothing
+            return
         while True:
             message = conn.recv()
             if message is None:
