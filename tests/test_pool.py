@@ -76,18 +76,24 @@ def test_warm_workers_the_pool_does_not_need_are_killed() -> None:
     assert not any(slot.process.is_alive() for slot in slots)
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Live processes whose environment holds marker (the command's and its children's)."""
+def _workers_with(marker: str) -> list[int]:
+    """Live pool workers whose environment holds marker (the command's children).
+
+    Only spawned workers: multiprocessing's resource tracker, also a child, exits on its own
+    once it sees the command gone, which may be a moment after the command's exit.
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes()
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if marker.encode() in environ and state not in ("Z", "X"):
+        alive = state not in ("Z", "X")
+        if marker.encode() in environ and b"spawn_main" in cmdline and alive:
             found.append(int(entry.name))
     return found
 
@@ -107,7 +113,7 @@ def test_a_refused_sweep_leaves_no_worker_behind(run_cli, tmp_path: Path) -> Non
     assert done.returncode == 2
     assert done.stderr.strip().startswith("mlp_sweep: error: optim.lr")
     assert len(done.stderr.strip().splitlines()) == 1
-    assert _processes_with(marker) == []
+    assert _workers_with(marker) == []
 
 
 def _catches_sigterm(pid: int) -> bool:
