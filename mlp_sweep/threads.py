@@ -46,13 +46,15 @@ def resolve(value: object) -> int:
     return parse(value) or budget()
 
 
-def split(n_jobs: int, max_workers: int | None, threads: int | None) -> tuple[int, int]:
-    """(workers, threads per worker) for n_jobs jobs on this machine's cores.
+def split(
+    n_jobs: int, max_workers: int | None, threads: int | None, available: int | None = None
+) -> tuple[int, int]:
+    """(workers, threads per worker) for n_jobs jobs on this machine's cores (or `available`).
 
     max_workers caps the workers (None: as many as fit); threads is the jobs' explicit
     trainer.threads (None: auto, the cores shared out evenly).
     """
-    available = cores()
+    available = available or cores()
     fit = max(1, available // (threads or 1))
     workers = max(1, min(n_jobs, fit, max_workers or fit))
     return workers, threads or max(1, available // workers)

@@ -7,8 +7,8 @@ worker starts early, and a 10-job sweep of trivial jobs ends ~0.6 s sooner (7.6 
 
 How many the launcher will want is read from the command line alone (nothing is composed yet,
 and torch must not be imported here): the grid's size on the command line, the cores, and
-`hydra.launcher.n_jobs` and `trainer.threads` where given, as threads.split() will count them.
-Where the line does not say, or another launcher or sweeper may run the jobs, none are started;
+`hydra.launcher.n_jobs` and `trainer.threads` where given, counted by threads.split() as the
+launcher counts them. Where the line does not say, or another launcher or sweeper may run the jobs, none are started;
 a sweep whose config adds more jobs starts the rest at launch, as before. Workers started here
 that the launcher does not take are killed (mlp_sweep.launch.pool.discard_warm).
 """
@@ -74,7 +74,7 @@ def _expected(argv: list[str], cores: int) -> int:
                 return 0
         elif override.is_sweep_override():
             jobs *= len(list(override.sweep_string_iterator()))
-    fit = max(1, cores // (per_job or 1))
+    workers, _ = threads.split(jobs, cap, per_job, cores)
     # One core stays the command's: on two cores, two workers importing beside it made a
     # refused command ~1 s slower to say so, for ~0.1 s more of a head start (measured).
-    return min(jobs, fit, cap or fit, cores - 1)
+    return min(workers, cores - 1)
