@@ -1,17 +1,17 @@
 """`python -m mlp_sweep` and the `mlp-sweep` script.
 
 A sweep's workers are started before anything imports torch, so that their imports overlap the
-command's own (mlp_sweep.launch.early); then the command runs (mlp_sweep.cli).
+command's own (mlp_sweep.cli.early_workers); then the command runs (mlp_sweep.cli.main).
 """
 
 import sys
 
 
 def main() -> None:
-    from mlp_sweep.launch.early import start_workers
+    from mlp_sweep.cli.early_workers import start_workers
 
     start_workers(sys.argv[1:])
-    from mlp_sweep.cli import main as command
+    from mlp_sweep.cli.main import main as command
 
     command()
 

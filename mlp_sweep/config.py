@@ -16,8 +16,10 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from mlp_sweep import threads
 from mlp_sweep.errors import ConfigError
+
+# trainer.threads=auto: the launcher's share of the cores (mlp_sweep.training.threads).
+THREADS_AUTO = "auto"
 
 
 class Activation(Enum):
@@ -234,7 +236,7 @@ def validate(cfg: Config) -> None:
     _positive("trainer.epochs", cfg.trainer.epochs, "an integer >= 1")
     _positive("trainer.batch_size", cfg.trainer.batch_size, "an integer >= 1")
     _positive("trainer.eval_batch_size", cfg.trainer.eval_batch_size, "an integer >= 1")
-    threads.parse(cfg.trainer.threads)
+    parse_threads(cfg.trainer.threads)
     if any(width < 1 for width in cfg.model.hidden):
         raise ConfigError(
             "model.hidden", cfg.model.hidden, "every width must be >= 1 ([] = no hidden layer)"
@@ -267,3 +269,22 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def to_config(cfg: Any) -> Config:
+    """A composed DictConfig (without Hydra's node) as the typed schema."""
+    from omegaconf import OmegaConf
+
+    typed = OmegaConf.to_object(cfg)
+    assert isinstance(typed, Config), type(typed)
+    return typed
+
+
+def parse_threads(value: object) -> int | None:
+    """`trainer.threads`: None for auto, else a count >= 1. Raises ConfigError."""
+    text = str(value).strip().lower()
+    if text == THREADS_AUTO:
+        return None
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ConfigError("trainer.threads", value, f"must be {THREADS_AUTO} or an integer >= 1")

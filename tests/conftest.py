@@ -10,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mlp_sweep.config import Config, register_configs
-from mlp_sweep.preflight import CONF_DIR, to_config
+from mlp_sweep.config import Config, register_configs, to_config
+from mlp_sweep.paths import CONF_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 register_configs()

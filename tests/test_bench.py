@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlp_sweep.bench import epoch_flops
+from mlp_sweep.bench.training import epoch_flops
 
 
 def test_the_epoch_flop_count_of_the_tutorial_mlp() -> None:
@@ -24,7 +24,7 @@ def test_a_small_run_of_the_benchmark_writes_a_consistent_json(run_cli, tmp_path
         "--repeats", "1", "--epochs", "1", "--hidden", "32", "--tutorial-batches", "3",
         "--sweep-args=-m model.act=relu,selu data=synthetic trainer.epochs=2",
         "--json", str(out),
-        module="mlp_sweep.bench",
+        module="mlp_sweep.bench.training",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads(out.read_text())
@@ -47,7 +47,7 @@ def test_the_sweep_overhead_mode_measures_real_sweeps_and_folders(run_cli, tmp_p
     out = tmp_path / "overhead.json"
     done = run_cli(
         "sweep-overhead", "--sizes", "2,4", "--folder-runs", "30", "--json", str(out),
-        module="mlp_sweep.bench",
+        module="mlp_sweep.bench.training",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads(out.read_text())
@@ -62,8 +62,8 @@ def test_the_sweep_overhead_mode_measures_real_sweeps_and_folders(run_cli, tmp_p
 def test_a_fake_folder_reads_as_the_runs_it_copies(tmp_path: Path) -> None:
     import shutil
 
-    from mlp_sweep.overhead import fake_sweep
-    from mlp_sweep.summary import build_summary
+    from mlp_sweep.bench.overhead import fake_sweep
+    from mlp_sweep.results.summary import build_summary
 
     template = tmp_path / "t"
     job = template / "0"

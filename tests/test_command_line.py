@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlp_sweep.data import DATA_DIR
+from mlp_sweep.training.data import DATA_DIR
 
 TINY = ["data=synthetic", "data.n_train=200", "data.n_test=100", "trainer.epochs=1"]
 BASIC = ["hydra/launcher=basic"]  # one process: the quickest start for a tiny sweep
@@ -237,7 +237,7 @@ def test_a_missing_extra_is_named(
 ) -> None:
     import importlib.util
 
-    from mlp_sweep.command import CommandError, check_flags
+    from mlp_sweep.cli.checks import CommandError, check_flags
     from mlp_sweep.hydra_compat import parse_args
 
     check_flags(parse_args(["-m", override]))  # installed here: accepted

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mlp_sweep.launch.compose import CachedLoader
-from mlp_sweep.preflight import CONF_DIR
+from mlp_sweep.paths import CONF_DIR
 
 JOBS = [
     ["seed=0", "optim=sgd", "optim.lr=0.1", "model.act=selu"],

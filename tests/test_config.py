@@ -6,8 +6,9 @@ import itertools
 
 import pytest
 
+from mlp_sweep.cli.preflight import preflight
 from mlp_sweep.config import Activation, Config, Impl, Init, Loss, Optimizer, validate
-from mlp_sweep.preflight import CONF_DIR, preflight
+from mlp_sweep.paths import CONF_DIR
 
 GROUPS = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml")) for g in ("optim", "data")}
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -105,7 +106,7 @@ def test_preflight_composes_once_per_structure_not_per_job(
 ) -> None:
     """The check's cost per job, guarded without timing anything: Hydra's full compose runs
     once per distinct set of config-group choices, not once per job."""
-    from mlp_sweep import preflight as pf
+    from mlp_sweep.cli.main import preflight as pf
 
     counts = []
     real = pf.Composer.__init__
@@ -123,7 +124,7 @@ def test_the_fast_check_composes_what_hydra_composes(compose_cfg) -> None:
     """Each job's config, built from its structure and its values, equals Hydra's compose."""
     from omegaconf import OmegaConf
 
-    from mlp_sweep.preflight import Composer
+    from mlp_sweep.cli.preflight import Composer
 
     jobs = [
         ["optim=adam", "optim.lr=0.003", "model.hidden=[64,32]", "seed=3"],

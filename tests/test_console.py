@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import cli_env
 
-from mlp_sweep.console import Progress
+from mlp_sweep.results.progress import Progress
 
 TINY = ["data=synthetic", "data.n_train=400", "data.n_test=200", "trainer.batch_size=50"]
 RUN_LINE = re.compile(
@@ -219,7 +219,7 @@ def test_run_names_keep_the_swept_values_short() -> None:
 def test_a_log_line_comes_after_the_runs_that_finished_before_it(tmp_path: Path) -> None:
     import logging
 
-    from mlp_sweep.console import ConsoleFilter
+    from mlp_sweep.results.console_filter import ConsoleFilter
 
     out = Lines()
     progress = Progress(tmp_path, total=1, swept=None, live=False, stream=out)  # type: ignore[arg-type]

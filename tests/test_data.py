@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mlp_sweep.config import DataConfig, Dataset
-from mlp_sweep.data import DATA_DIR, batch_indices, load_data, prepare_raw
 from mlp_sweep.errors import DataError
+from mlp_sweep.training.data import DATA_DIR, batch_indices, load_data, prepare_raw
 
 CPU = torch.device("cpu")
 SHIPPED = DATA_DIR / "MNIST" / "raw"

@@ -1,11 +1,10 @@
-"""The hand-written step (mlp_sweep.fast) gives autograd's numbers, bit for bit."""
+"""The hand-written step (mlp_sweep.training.sgd_step) gives autograd's numbers, bit for bit."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mlp_sweep import fast
 from mlp_sweep.config import (
     Activation,
     DataConfig,
@@ -17,9 +16,10 @@ from mlp_sweep.config import (
     Optimizer,
     TrainerConfig,
 )
-from mlp_sweep.data import load_data
-from mlp_sweep.model import build_mlp
-from mlp_sweep.train import fit, make_optimizer
+from mlp_sweep.training import sgd_step as fast
+from mlp_sweep.training.data import load_data
+from mlp_sweep.training.loop import fit, make_optimizer
+from mlp_sweep.training.model import build_mlp
 
 DATA = DataConfig(name=Dataset.synthetic, n_train=500, n_test=200)
 
@@ -28,13 +28,13 @@ def train(model_cfg: ModelConfig, autograd: bool, optim: OptimConfig | None = No
           loss: Loss = Loss.ce, monkeypatch: pytest.MonkeyPatch | None = None):  # fmt: skip
     if autograd:
         assert monkeypatch is not None
-        monkeypatch.setattr("mlp_sweep.train.fast_step", lambda *a: None)
+        monkeypatch.setattr("mlp_sweep.training.loop.manual_step", lambda *a: None)
     torch.manual_seed(0)
     data = load_data(DATA, torch.device("cpu"))
     model = build_mlp(model_cfg, data.num_features, 10)
     optimizer = make_optimizer(model.parameters(), optim or OptimConfig(lr=0.1))
     if not autograd and optim is None:  # the test is about the hand-written step: it must run
-        assert fast.fast_step(model, optimizer, loss is Loss.ce) is not None
+        assert fast.manual_step(model, optimizer, loss is Loss.ce) is not None
     history = fit(model, optimizer, data, TrainerConfig(epochs=2, batch_size=64), loss,
                   torch.Generator().manual_seed(0))  # fmt: skip
     if monkeypatch is not None:
@@ -58,7 +58,7 @@ def test_it_is_used_only_where_it_gives_the_same_step() -> None:
     model = build_mlp(ModelConfig(hidden=[8]), 20, 10)
 
     def step(optim: OptimConfig, ce: bool = True):
-        return fast.fast_step(model, make_optimizer(model.parameters(), optim), ce)
+        return fast.manual_step(model, make_optimizer(model.parameters(), optim), ce)
 
     assert step(OptimConfig(lr=0.1)) is not None
     assert step(OptimConfig(lr=0.1), ce=False) is None  # mse
@@ -67,7 +67,7 @@ def test_it_is_used_only_where_it_gives_the_same_step() -> None:
     assert step(OptimConfig(name=Optimizer.adam, lr=1e-3)) is None
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert step(OptimConfig()) is None
-    assert fast.fast_step(torch.nn.Sequential(torch.nn.Linear(20, 10), torch.nn.Dropout()),
+    assert fast.manual_step(torch.nn.Sequential(torch.nn.Linear(20, 10), torch.nn.Dropout()),
                           torch.optim.SGD(model.parameters(), lr=0.1), True) is None  # fmt: skip
 
 

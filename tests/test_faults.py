@@ -17,7 +17,7 @@ import pytest
 from conftest import assert_same_history, cli_env, epochs_written, wait_for
 
 from mlp_sweep.config import DataConfig
-from mlp_sweep.data import DATA_DIR, IDX_FILES, prepare_raw
+from mlp_sweep.training.data import DATA_DIR, IDX_FILES, prepare_raw
 
 # ~0.15 s an epoch on 2 cores: long enough to be killed mid-run, short enough for the suite.
 KILL_ARGS = [
@@ -240,7 +240,7 @@ def test_resume_of_a_folder_that_is_no_sweep(run_cli, tmp_path: Path) -> None:
 WRITER = """
 import sys
 from pathlib import Path
-from mlp_sweep.record import write_bytes_atomic
+from mlp_sweep.run.record import write_bytes_atomic
 path, i = Path(sys.argv[1]), 0
 print("ready", flush=True)
 while True:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mlp_sweep.config import Config, DataConfig, TrainerConfig
-from mlp_sweep.runner import run
+from mlp_sweep.run.runner import run
 
 pytestmark = [
     pytest.mark.gpu,
@@ -45,7 +45,7 @@ def test_cuda_sweep_through_the_entry_point(run_cli, tmp_path: Path) -> None:
 
 def test_same_model_on_cpu_and_cuda_agrees() -> None:
     from mlp_sweep.config import ModelConfig
-    from mlp_sweep.model import build_mlp
+    from mlp_sweep.training.model import build_mlp
 
     torch.manual_seed(0)
     cpu_model = build_mlp(ModelConfig(), 784, 10)

@@ -10,7 +10,7 @@ import hydra
 from hydra import compose, initialize_config_dir
 
 from mlp_sweep import hydra_compat
-from mlp_sweep.preflight import CONF_DIR
+from mlp_sweep.paths import CONF_DIR
 
 
 def test_args_parser_reads_hydras_flags() -> None:

@@ -16,15 +16,15 @@ import yaml
 from conftest import assert_same_history, cli_env, epochs_written, start_cli, wait_for
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from mlp_sweep import lock
-from mlp_sweep.resume import unsafe
+from mlp_sweep.cli.resume import unsafe
+from mlp_sweep.run import lock
 
 LONG = ["data.limit_train=6000", "data.limit_test=2000", "trainer.epochs=6"]
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from mlp_sweep import lock
+from mlp_sweep.run import lock
 lock.acquire(Path(sys.argv[1]), since="2026-01-01T00:00:00+00:00")
 print("held", flush=True)
 time.sleep(60)
@@ -63,7 +63,7 @@ def test_lock_names_its_holder_and_dies_with_it(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-c",
-                "import sys; from pathlib import Path; from mlp_sweep import lock;"
+                "import sys; from pathlib import Path; from mlp_sweep.run import lock;"
                 " print(lock.holder(Path(sys.argv[1])).pid)",
                 str(folder),
             ],
@@ -74,6 +74,28 @@ def test_lock_names_its_holder_and_dies_with_it(tmp_path: Path) -> None:
         )
         assert int(probe.stdout) == os.getpid()  # still held after the inner block
     assert lock.holder(folder) is None
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+def test_holder_is_right_on_every_platform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platform: str
+) -> None:
+    """Off Linux, holder() takes the lock for an instant; on a read-only descriptor that
+    raised EBADF, read as "locked", and a crashed run stayed `running elsewhere` for ever."""
+    monkeypatch.setattr(sys, "platform", platform)
+    folder = tmp_path / "run"
+    proc = hold_lock(folder)
+    try:
+        holder = lock.holder(folder)
+        assert holder is not None and holder.pid == proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+    assert lock.holder(folder) is None  # the crashed holder's folder is free again
+    os.chmod(folder / lock.LOCK_FILE, 0o644)
+    assert lock.holder(folder) is None  # and asking left no lock behind
+    with lock.holding(folder, since="now"):
+        pass
 
 
 def killed_sweep(tmp_path: Path) -> Path:

@@ -24,7 +24,7 @@ import pytest
 from conftest import cli_env, start_cli, wait_for
 
 from mlp_sweep.loggers import LoggerSet, RunInfo
-from mlp_sweep.train import EpochStats
+from mlp_sweep.training.loop import EpochStats
 
 visdom = pytest.importorskip(
     "visdom", reason="the visdom logger's extra is not installed (README: Loggers)"

@@ -15,13 +15,14 @@ from mlp_sweep.config import (
     Dataset,
     Impl,
     Init,
+    Loss,
     ModelConfig,
     OptimConfig,
     Optimizer,
 )
-from mlp_sweep.data import load_data
-from mlp_sweep.model import ACTIVATIONS, INITS, FunctionalMLP, build_mlp
-from mlp_sweep.train import LOSSES, evaluate, make_optimizer, train_epoch
+from mlp_sweep.training.data import load_data
+from mlp_sweep.training.loop import evaluate, make_optimizer, train_epoch
+from mlp_sweep.training.model import ACTIVATIONS, INITS, FunctionalMLP, build_mlp
 
 CPU = torch.device("cpu")
 
@@ -41,13 +42,12 @@ def test_every_activation_and_init_learns(synthetic, act: Activation, init: Init
     torch.manual_seed(0)
     cfg = ModelConfig(act=act, init=init, hidden=[64, 64])
     model = build_mlp(cfg, synthetic.num_features, 10)
-    loss_fn = LOSSES[next(iter(LOSSES))]
-    before, _ = evaluate(model, synthetic.x_train, synthetic.y_train, loss_fn)
+    before, _ = evaluate(model, synthetic.x_train, synthetic.y_train, Loss.ce)
     optimizer = make_optimizer(model.parameters(), OptimConfig(name=Optimizer.adam, lr=0.003))
     gen = torch.Generator().manual_seed(0)
     for _ in range(3):
-        train_epoch(model, optimizer, synthetic.x_train, synthetic.y_train, 100, loss_fn, gen)
-    after, acc = evaluate(model, synthetic.x_train, synthetic.y_train, loss_fn)
+        train_epoch(model, optimizer, synthetic.x_train, synthetic.y_train, 100, Loss.ce, gen)
+    after, acc = evaluate(model, synthetic.x_train, synthetic.y_train, Loss.ce)
     assert math.isfinite(after) and after < 0.8 * before, (before, after)
     assert acc > 0.5
 

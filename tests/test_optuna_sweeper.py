@@ -40,7 +40,7 @@ from hydra_plugins.mlp_sweep_optuna.optuna_sweeper import (  # noqa: E402
     parse_space,
     trial_overrides,
 )
-from mlp_sweep.preflight import CONF_DIR  # noqa: E402
+from mlp_sweep.paths import CONF_DIR  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "tests" / "optuna_app" / "app.py"

@@ -10,8 +10,9 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from mlp_sweep import callbacks, plots
-from mlp_sweep.summary import BY_CONFIG_FILE, main, write_summary
+from mlp_sweep.results import plots, publish
+from mlp_sweep.results.publish import main
+from mlp_sweep.results.summary import BY_CONFIG_FILE, write_summary
 
 ACTS = ["relu", "leaky", "selu", "softplus", "tanh"]
 LRS = [0.001, 0.01, 0.1, 1.0]
@@ -117,6 +118,6 @@ def test_a_plot_that_fails_costs_a_warning_not_the_summary(
         raise RuntimeError("no fonts")
 
     monkeypatch.setattr(plots, "write_plots", broken)
-    assert callbacks.draw(tmp_path, frame) == []
+    assert publish.draw(tmp_path, frame) == []
     assert "no plots for" in caplog.text and "RuntimeError: no fonts" in caplog.text
     assert pd.read_csv(tmp_path / "summary.csv").shape[0] == len(frame)

@@ -1,4 +1,4 @@
-"""Workers started at the top of the command (mlp_sweep.launch.early): the pool adopts them,
+"""Workers started at the top of the command (mlp_sweep.cli.early_workers): the pool adopts them,
 kills the ones it does not need, and a command that stops before launching leaves none."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from mlp_sweep import threads
+from mlp_sweep.cli.early_workers import expected_workers
 from mlp_sweep.launch import pool
-from mlp_sweep.launch.early import expected_workers
+from mlp_sweep.training import threads
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,7 @@ def test_a_worker_stopped_while_starting_runs_nothing() -> None:
     worker starts) ends it once started, before any job. (Raised mid-start, the exception was
     sometimes lost and the worker ran the job it was sent: tests/test_interrupt.py's
     parallel-sigterm case caught that, 1 run in 2.)"""
-    slot = pool._spawn("mlp_sweep.cli")  # imports torch: seconds
+    slot = pool._spawn("mlp_sweep.cli.main")  # imports torch: seconds
     try:
         deadline = time.monotonic() + 60
         while not _catches_sigterm(slot.process.pid):

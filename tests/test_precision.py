@@ -17,7 +17,7 @@ from mlp_sweep.config import (
     Precision,
     TrainerConfig,
 )
-from mlp_sweep.runner import run
+from mlp_sweep.run.runner import run
 
 DATA = DataConfig(name=Dataset.synthetic, n_train=800, n_test=400)
 
@@ -56,9 +56,9 @@ def test_each_precision_trains_close_to_fp32(tmp_path: Path) -> None:
 
 
 def test_fp64_keeps_the_model_and_data_in_float64(tmp_path: Path) -> None:
-    from mlp_sweep import precision
-    from mlp_sweep.data import load_data
-    from mlp_sweep.model import build_mlp
+    from mlp_sweep.training import precision
+    from mlp_sweep.training.data import load_data
+    from mlp_sweep.training.model import build_mlp
 
     dtype = precision.dtype(Precision.fp64)
     data = load_data(DATA, torch.device("cpu"), dtype)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import QUICK
 
-from mlp_sweep.summary import METRIC_COLUMNS
+from mlp_sweep.results.summary import METRIC_COLUMNS
 
 ACTS = ["relu", "leaky", "selu", "softplus"]
 

@@ -17,9 +17,9 @@ from mlp_sweep.config import (
     OptimConfig,
     TrainerConfig,
 )
-from mlp_sweep.data import load_data
-from mlp_sweep.model import build_mlp
-from mlp_sweep.train import LOSSES, evaluate, fit, make_optimizer
+from mlp_sweep.training.data import load_data
+from mlp_sweep.training.loop import LOSSES, evaluate, fit, make_optimizer
+from mlp_sweep.training.model import build_mlp
 
 CPU = torch.device("cpu")
 DATA = DataConfig(name=Dataset.synthetic, n_train=600, n_test=150)
@@ -69,7 +69,7 @@ def test_evaluate_is_the_true_mean_over_uneven_chunks() -> None:
     torch.manual_seed(0)
     logits_model = build_mlp(ModelConfig(hidden=[]), 6, 4)
     x, y = torch.randn(23, 6), torch.randint(0, 4, (23,))
-    loss, acc = evaluate(logits_model, x, y, LOSSES[Loss.ce], batch_size=5)
+    loss, acc = evaluate(logits_model, x, y, Loss.ce, batch_size=5)
     with torch.no_grad():
         logits = logits_model(x)
     assert loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
@@ -94,7 +94,7 @@ def test_a_run_never_imports_torch_dynamo_or_sympy(tmp_path) -> None:
     from tests.conftest import ROOT, cli_env
 
     code = (
-        "import sys, json; from pathlib import Path; from mlp_sweep.runner import run; "
+        "import sys, json; from pathlib import Path; from mlp_sweep.run.runner import run; "
         "from mlp_sweep.config import Config, DataConfig, Dataset, Impl, ModelConfig, "
         "TrainerConfig; d = DataConfig(name=Dataset.synthetic, n_train=60, n_test=20)\n"
         "for impl in Impl:\n"

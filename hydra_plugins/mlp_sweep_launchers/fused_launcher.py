@@ -2,8 +2,8 @@
 
 The parallel launcher with one change: jobs whose configs differ only in what fusing allows
 (activation, init, learning rate, momentum, weight decay, logits activation; see
-mlp_sweep.fused.fuse_key) go to a worker together, where they train as one stacked model
-(mlp_sweep.launch.fused). Every job still goes through Hydra's run_job, so its folder, log,
+mlp_sweep.training.stacked.fuse_key) go to a worker together, where they train as one stacked model
+(mlp_sweep.launch.stacked_group). Every job still goes through Hydra's run_job, so its folder, log,
 callbacks and return value are what any launcher gives. Other apps' tasks, and jobs that
 cannot be grouped, run exactly as under hydra/launcher=parallel.
 """
@@ -38,10 +38,11 @@ class FusedLauncher(ParallelLauncher):
         self.measured: list[str] = []
 
     def units(self, jobs: list[tuple[int, list[str]]]) -> list[list[tuple[int, list[str]]]]:
-        from mlp_sweep import threads
-        from mlp_sweep.fused import fuse_key
-        from mlp_sweep.launch.jobs import task_config, threads_asked
-        from mlp_sweep.preflight import to_config
+        from mlp_sweep.config import to_config
+        from mlp_sweep.launch.jobs import threads_asked
+        from mlp_sweep.launch.task import task_config
+        from mlp_sweep.training import threads
+        from mlp_sweep.training.stacked import fuse_key
 
         assert self.config is not None and self.hydra_context is not None
         groups: dict[object, list[tuple[int, list[str]]]] = {}
@@ -82,7 +83,7 @@ class FusedLauncher(ParallelLauncher):
 
     def _pays(self, cfgs: list, threads: int) -> bool:
         """Whether a stack of these runs trains faster per run than each alone, measured here."""
-        from mlp_sweep.fused import step_seconds
+        from mlp_sweep.training.stacked_sgd import step_seconds
 
         alone, fused = step_seconds(cfgs, threads)
         pays = alone >= MARGIN * fused

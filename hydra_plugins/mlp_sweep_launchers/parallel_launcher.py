@@ -18,7 +18,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
-# Shown on a quiet sweep console too (mlp_sweep.console.ConsoleFilter); other INFO lines are not.
+# Shown on a quiet sweep console too (mlp_sweep.results.console_filter.ConsoleFilter); other INFO
+# lines are not.
 ON_CONSOLE = {"console": True}
 
 
@@ -39,9 +40,10 @@ class ParallelLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from mlp_sweep import threads
-        from mlp_sweep.launch.jobs import HydraJobs, is_mlp_sweep_task, threads_asked
+        from mlp_sweep.launch.jobs import HydraJobs, threads_asked
         from mlp_sweep.launch.pool import Pool
+        from mlp_sweep.launch.task import is_mlp_sweep_task
+        from mlp_sweep.training import threads
 
         assert self.config and self.hydra_context and self.task_function
         setup_globals()

@@ -34,9 +34,10 @@ except ImportError:
     submitit_launcher = None
 
 log = logging.getLogger(__name__)
-# Shown on a quiet sweep console too (mlp_sweep.console.ConsoleFilter); other INFO lines are not.
+# Shown on a quiet sweep console too (mlp_sweep.results.console_filter.ConsoleFilter); other INFO
+# lines are not.
 ON_CONSOLE = {"console": True}
-EXTRA = "hydra/launcher=slurm needs the cluster extra: pip install -e '.[cluster]'"
+EXTRA = 'hydra/launcher=slurm needs the cluster extra: pip install ".[cluster]"'
 
 if submitit_launcher is None:
 
@@ -97,7 +98,7 @@ else:
         ) -> Sequence[JobReturn]:
             import submitit
 
-            from mlp_sweep.launch.jobs import is_mlp_sweep_task
+            from mlp_sweep.launch.task import is_mlp_sweep_task
 
             assert self.config is not None and self.task_function is not None
             params = self._resources(job_overrides)

@@ -34,10 +34,11 @@ if TYPE_CHECKING:  # optuna is imported when a sweep starts, never when Hydra sc
     from optuna.trial import Trial
 
 log = logging.getLogger(__name__)
-# Shown on a quiet sweep console too (mlp_sweep.console.ConsoleFilter); other INFO lines are not.
+# Shown on a quiet sweep console too (mlp_sweep.results.console_filter.ConsoleFilter); other INFO
+# lines are not.
 ON_CONSOLE = {"console": True}
 
-MISSING_OPTUNA = "hydra/sweeper=mlp_sweep_optuna needs optuna: pip install -e '.[search]'"
+MISSING_OPTUNA = 'hydra/sweeper=mlp_sweep_optuna needs optuna: pip install ".[search]"'
 
 
 class SweepError(CompactHydraException):
@@ -159,7 +160,7 @@ class OptunaSweeper(Sweeper):
         self.storage = storage
         self.n_trials = n_trials
         if n_jobs is None:
-            from mlp_sweep.threads import cores
+            from mlp_sweep.training.threads import cores
 
             n_jobs = cores()
         self.n_jobs = max(1, n_jobs)

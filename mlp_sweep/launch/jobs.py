@@ -8,10 +8,8 @@ process is training is then not touched at all; the job comes back as skipped.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,26 +20,22 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mlp_sweep import lock
-from mlp_sweep.record import FINISHED, now_iso, read_metrics
+from mlp_sweep.launch.task import is_mlp_sweep_task, job_dir, reads_hydra_config
+from mlp_sweep.run import lock
+from mlp_sweep.run.record import now_iso, read_metrics
+from mlp_sweep.status import FINISHED
 
 log = logging.getLogger(__name__)
-
-
-def is_mlp_sweep_task(task_function: TaskFunction) -> bool:
-    """mlp_sweep's own task records its failures and honours folder locks; another app's
-    task (Hydra's launcher tests, a user's script) gets Hydra's plain behaviour."""
-    return getattr(task_function, "__module__", "") == "mlp_sweep.cli"
 
 
 def threads_asked(config: DictConfig, job_overrides: Sequence[Sequence[str]]) -> int | None:
     """The largest explicit trainer.threads among a batch's jobs (the sweep's config and each
     job's override), or None when all are auto. A value that is not a count is left for the
     job itself to report."""
-    from mlp_sweep import threads
     from mlp_sweep.errors import ConfigError
+    from mlp_sweep.training import threads
 
     asked = [OmegaConf.select(config, "trainer.threads", default=threads.AUTO)]
     asked += [
@@ -59,32 +53,6 @@ def threads_asked(config: DictConfig, job_overrides: Sequence[Sequence[str]]) ->
     return max((c for c in counts if c), default=None)
 
 
-def task_config(config: DictConfig) -> DictConfig:
-    """The job's config without Hydra's node, as run_job hands it to the task (typed)."""
-    task = copy.deepcopy(config)
-    with read_write(task), open_dict(task):
-        del task["hydra"]
-    return task
-
-
-def job_dir(config: DictConfig) -> Path:
-    """The folder run_job will give this job: hydra.sweep.dir / hydra.sweep.subdir."""
-    sweep = config.hydra.sweep
-    return Path(os.path.abspath(os.path.join(str(sweep.dir), str(sweep.subdir))))
-
-
-# Interpolations a sweep's folder can use without HydraConfig being this job's.
-_SELF_CONTAINED = re.compile(r"\$\{(now:[^}]*|hydra\.job\.num|hydra\.job\.id)\}")
-
-
-def reads_hydra_config(config: DictConfig) -> bool:
-    """Whether job_dir() may resolve through the ${hydra:...} resolver, or through another
-    key that might: then HydraConfig must hold this job's config first, not the last job's."""
-    sweep = config.hydra.sweep
-    raw = f"{sweep._get_node('dir')._value()} {sweep._get_node('subdir')._value()}"
-    return "${" in _SELF_CONTAINED.sub("", raw)
-
-
 def skipped(overrides: Sequence[str], config: DictConfig, why: str) -> JobReturn:
     """A job that did not run here; COMPLETED so the sweep goes on, None as its value."""
     ret = JobReturn(overrides=list(overrides), cfg=config, working_dir=os.getcwd())
@@ -100,7 +68,7 @@ class HydraJobs:
 
     Called with a group of jobs, it runs them in order. Groups of one are what the parallel
     launcher sends; hydra/launcher=fused sends larger ones, whose runs train as one stack
-    (mlp_sweep.launch.fused) before each job goes through run_job, which finds it finished.
+    (mlp_sweep.launch.stacked_group) before each job goes through run_job, which finds it finished.
     """
 
     hydra_context: HydraContext
@@ -111,7 +79,7 @@ class HydraJobs:
     def __call__(self, jobs: Sequence[tuple[int, Sequence[str]]]) -> list[JobReturn]:
         configs = [self.compose(index, overrides) for index, overrides in jobs]
         if len(jobs) > 1 and is_mlp_sweep_task(self.task_function):
-            from mlp_sweep.launch.fused import entry, train_group
+            from mlp_sweep.launch.stacked_group import entry, train_group
 
             train_group([entry(config) for config in configs])
         return [

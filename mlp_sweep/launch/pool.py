@@ -8,7 +8,7 @@ records its run `interrupted` on the way out) and leave none behind, and a worke
   job it runs (the run records itself `interrupted`) and then exits; later ones are ignored.
   One that comes while the worker is still starting (importing torch, which an exception
   raised mid-import may not get through) is noted, and the worker exits once started.
-- On KeyboardInterrupt (or SIGTERM, see mlp_sweep.interrupt) the parent forwards the same
+- On KeyboardInterrupt (or SIGTERM, see mlp_sweep.run.interrupt) the parent forwards the same
   signal to every worker (a Ctrl-C in a terminal has reached them already), waits for them to
   record and exit, SIGKILLs any that hang, and re-raises.
 - Workers are started with `spawn`, so a parent that touched CUDA or OpenMP is never forked;
@@ -56,7 +56,7 @@ class Lost:
 
 
 def _worker(conn: Connection, preload: str | None) -> None:
-    from mlp_sweep.interrupt import defer_signals, stop_on_signals
+    from mlp_sweep.run.interrupt import defer_signals, stop_on_signals
 
     stopped = defer_signals()
     try:

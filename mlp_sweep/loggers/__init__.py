@@ -17,13 +17,13 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from mlp_sweep import labels
 from mlp_sweep.config import LoggerConfig, is_run_setting
-from mlp_sweep.train import EpochStats
+from mlp_sweep.loggers.run_info import RunInfo
+from mlp_sweep.training.loop import EpochStats
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +39,6 @@ CORE_HPARAMS = (
     "data.name",
     "seed",
 )
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What a logger needs to know about the run it watches."""
-
-    run_dir: Path
-    label: str  # names the run in legends: "3: model.act=selu optim.lr=0.1"
-    group: str  # the sweep's folder name (its runs share one visdom env), or "runs"
-    params: dict[str, Any]  # the flat config, as in metrics.json
-    hparams: dict[str, Any] = field(default_factory=dict)  # the keys worth comparing
 
 
 class RunLogger(Protocol):

@@ -17,8 +17,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from mlp_sweep.config import TensorBoardConfig
-from mlp_sweep.loggers import RunInfo
-from mlp_sweep.train import EpochStats
+from mlp_sweep.loggers.run_info import RunInfo
+from mlp_sweep.training.loop import EpochStats
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter

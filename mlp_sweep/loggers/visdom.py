@@ -13,8 +13,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mlp_sweep.config import VisdomConfig
-from mlp_sweep.loggers import RunInfo
-from mlp_sweep.train import EpochStats
+from mlp_sweep.loggers.run_info import RunInfo
+from mlp_sweep.training.loop import EpochStats
 
 if TYPE_CHECKING:
     from visdom import Visdom

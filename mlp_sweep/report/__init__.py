@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlp_sweep.record import write_bytes_atomic
 from mlp_sweep.report import figures, page
 from mlp_sweep.report.evidence import logit_counts
+from mlp_sweep.run.record import write_bytes_atomic
+from mlp_sweep.status import Status
 
 WHY = {
     "relu": "every negative class score becomes exactly 0 and passes no gradient back, so a class "
@@ -37,7 +38,7 @@ def write_report(grid_dir: Path, repro_dir: Path, out: Path) -> None:
         "experiment=activations_grid": page.sweep_command(grid_dir),
         "experiment=tutorial_repro": page.sweep_command(repro_dir),
     }
-    ok_grid, ok_repro = grid[grid.status == "ok"], repro[repro.status != "failed"]
+    ok_grid, ok_repro = grid[grid.status == Status.OK], repro[repro.status != Status.FAILED]
     img = docs / "img"
     figures.grid_curves(ok_grid, img / "results_curves.png")
     figures.logits_curves(ok_repro, img / "results_logits.png")

@@ -15,9 +15,9 @@ import torch
 from omegaconf import OmegaConf
 
 from mlp_sweep.config import Config, DataConfig
-from mlp_sweep.data import Data, load_data
-from mlp_sweep.model import build_mlp
-from mlp_sweep.record import CHECKPOINT_FILE, load_checkpoint
+from mlp_sweep.run.record import CHECKPOINT_FILE, load_checkpoint
+from mlp_sweep.training.data import Data, load_data
+from mlp_sweep.training.model import build_mlp
 
 CPU = torch.device("cpu")
 

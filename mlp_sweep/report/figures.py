@@ -9,15 +9,15 @@ from typing import Any
 
 import pandas as pd
 
-from mlp_sweep.plots import STYLES, _history
-from mlp_sweep.record import write_bytes_atomic
+from mlp_sweep.results.plots import STYLES, read_history
+from mlp_sweep.run.record import write_bytes_atomic
 
 
 def _curves(frame: pd.DataFrame) -> pd.DataFrame:
     """Per run and epoch: test_acc, with the frame's columns."""
     rows = []
     for run in frame.itertuples(index=False):
-        history = _history(str(run.run_dir))
+        history = read_history(str(run.run_dir))
         for epoch, acc in zip(history.get("epoch", []), history.get("test_acc", []), strict=True):
             rows.append({**run._asdict(), "epoch": int(epoch), "curve_acc": acc})
     return pd.DataFrame(rows)

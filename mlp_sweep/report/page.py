@@ -13,9 +13,10 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from mlp_sweep.labels import MULTIRUN_FILE
-from mlp_sweep.record import read_metrics
 from mlp_sweep.report.stats import Estimate, paired
-from mlp_sweep.summary import job_dirs
+from mlp_sweep.results.summary import job_dirs
+from mlp_sweep.run.record import read_metrics
+from mlp_sweep.status import Status
 
 # Ends this far (test accuracy) below its linear-logit twin (same activation, same seed): collapsed.
 COLLAPSE = 0.05
@@ -208,7 +209,7 @@ def setup(frame: pd.DataFrame) -> str:
 
 
 def n_finished(frame: pd.DataFrame) -> str:
-    ok = int((frame["status"] == "ok").sum())
+    ok = int((frame["status"] == Status.OK).sum())
     return f"{ok} of {len(frame)} runs ok" + ("" if ok == len(frame) else " (the rest left out)")
 
 

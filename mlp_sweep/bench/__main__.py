@@ -1,0 +1,22 @@
+"""`python -m mlp_sweep.bench [sweep-overhead | fused] ...`: one command, three measurements."""
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sweep-overhead"]:  # the cost around the runs, beside plain Hydra
+        from mlp_sweep.bench import overhead
+
+        return overhead.main(argv[1:])
+    if argv[:1] == ["fused"]:  # K runs as one stack against the same K alone
+        from mlp_sweep.bench import stacked
+
+        return stacked.main(argv[1:])
+    from mlp_sweep.bench import training
+
+    return training.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""The command: `python -m mlp_sweep` checks every job's config, then hands the jobs to Hydra.
+
+main.py is the entry point; checks.py turns Hydra's flags and keys into one-line errors;
+preflight.py composes and checks every job before any trains; resume.py reads `--resume DIR`.
+"""

@@ -1,0 +1,273 @@
+"""A sweep's two pictures, drawn beside its summary.csv:
+
+- curves.png: test accuracy and train loss per epoch, one line per run, one colour per
+  configuration (the swept values, named in the legend); with many runs, the mean over seeds
+  of each configuration; with very many configurations, the best ten in colour and the rest in
+  grey.
+- comparison.png: final and best test accuracy of each configuration, best first; with seeds
+  swept, their mean with a bar of one standard deviation (summary_by_config.csv's numbers).
+
+Runs without history (failed before their first epoch) are left out of the curves; runs that
+did not finish `ok` are left out of the comparison, as they are of summary_by_config.csv.
+Drawn with matplotlib's Agg backend: no display needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlp_sweep.results.summary import TRIAL, override_keys
+from mlp_sweep.run.record import HISTORY_FILE, write_bytes_atomic
+from mlp_sweep.status import Status
+
+CURVES_FILE = "curves.png"
+COMPARISON_FILE = "comparison.png"
+MAX_LINES = 30  # one line per run up to here; beyond, one per configuration
+MAX_COLOURED = 10  # beyond MAX_LINES configurations: these best ones in colour, the rest grey
+MAX_ROWS = 30  # configurations shown in comparison.png
+STYLES = ("-", "--", "-.", ":")
+
+
+def read_history(run_dir: str) -> dict[str, list[float]]:
+    """history.csv as columns; empty when the run has none."""
+    columns: dict[str, list[float]] = defaultdict(list)
+    try:
+        with open(Path(run_dir) / HISTORY_FILE, newline="") as f:
+            for row in csv.DictReader(f):
+                for key, value in row.items():
+                    columns[key].append(float(value))
+    except (OSError, ValueError, TypeError):
+        return {}
+    return dict(columns)
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """model.act -> act, unless two keys would get the same short name."""
+    tails = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (t if tails.count(t) == 1 else k) for k, t in zip(keys, tails, strict=True)}
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def config_labels(frame: pd.DataFrame) -> tuple[list[str], str]:
+    """Each row's configuration as text ("act=selu lr=0.1"), and what the legend names."""
+    keys = [k for k in override_keys(frame) if k != TRIAL]
+    if TRIAL in frame and not keys:
+        keys = [TRIAL]
+    if not keys:
+        return ["all runs"] * len(frame), ""
+    short = _short_names(keys)
+    rows = frame[keys].itertuples(index=False, name=None)
+    if len(keys) == 1:  # the legend's title names the key
+        return [_format(row[0]) for row in rows], keys[0]
+    texts = [
+        " ".join(f"{short[k]}={_format(v)}" for k, v in zip(keys, row, strict=True)) for row in rows
+    ]
+    return texts, ", ".join(keys)
+
+
+def _colours(n: int) -> list[Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "viridis"]
+    if n <= 20:
+        return [cmap(i) for i in range(n)]
+    return [cmap(i / max(n - 1, 1)) for i in range(n)]
+
+
+def _mean_curve(
+    curves: list[dict[str, list[float]]], column: str
+) -> tuple[list[float], list[float]]:
+    """Per epoch, the mean over the runs that reached it."""
+    by_epoch: dict[float, list[float]] = defaultdict(list)
+    for curve in curves:
+        for epoch, value in zip(curve["epoch"], curve[column], strict=False):
+            if math.isfinite(value):
+                by_epoch[epoch].append(value)
+    epochs = sorted(by_epoch)
+    return epochs, [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs]
+
+
+def draw_curves(frame: pd.DataFrame, path: Path, title: str) -> bool:
+    """curves.png; False (nothing drawn) when no run has a history."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    texts, legend_title = config_labels(frame)
+    runs: dict[str, list[dict[str, list[float]]]] = defaultdict(list)
+    for text, run_dir in zip(texts, frame["run_dir"], strict=True):
+        curve = read_history(str(run_dir))
+        if curve.get("epoch"):
+            runs[text].append(curve)
+    if not runs:
+        return False
+    n_runs = sum(len(c) for c in runs.values())
+    order = list(runs)  # configurations in job order
+    # Ranked by their final mean test accuracy, for colouring when there are very many.
+    final = {t: _mean_curve(runs[t], "test_acc")[1][-1:] or [0.0] for t in order}
+    ranked = sorted(order, key=lambda t: -final[t][0])
+    coloured = ranked[:MAX_COLOURED] if len(order) > MAX_LINES else order
+    colours = dict(zip(coloured, _colours(len(coloured)), strict=True))
+    # Dashes as well as colours: two configurations with the same curves stay both visible.
+    dashes = {t: STYLES[i % len(STYLES)] for i, t in enumerate(coloured)}
+    aggregate = n_runs > MAX_LINES
+
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 5.2), layout="constrained")
+    for text in order:
+        colour = colours.get(text, (0.6, 0.6, 0.6, 0.5))
+        label = text if text in colours else None
+        width = 1.6 if text in colours else 0.8
+        curves = runs[text]
+        for column, ax, scale in (("test_acc", acc_ax, 100.0), ("train_loss", loss_ax, 1.0)):
+            if aggregate:
+                epochs, values = _mean_curve(curves, column)
+                ax.plot(
+                    epochs,
+                    [v * scale for v in values],
+                    color=colour,
+                    ls=dashes.get(text, "-"),
+                    lw=width,
+                    label=label,
+                )
+                continue
+            for i, curve in enumerate(curves):
+                ax.plot(
+                    curve["epoch"],
+                    [v * scale for v in curve[column]],
+                    color=colour,
+                    ls=dashes.get(text, "-"),
+                    lw=width,
+                    alpha=0.85,
+                    label=label if i == 0 else None,
+                )
+    seeds = " (mean over seeds)" if aggregate and n_runs > len(order) else ""
+    acc_ax.set(title=f"test accuracy{seeds}", xlabel="epoch", ylabel="test accuracy (%)")
+    loss_ax.set(
+        title=f"train loss{seeds}", xlabel="epoch", ylabel="train loss, mean per sample (log scale)"
+    )
+    loss_ax.set_yscale("log")
+    low, high = loss_ax.get_ylim()
+    if 0 < low and high / low < 100:  # within two decades: 0.5, 1, 2 rather than 5x10^-1
+        loss_ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
+        loss_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        loss_ax.yaxis.set_minor_formatter(NullFormatter())
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    others = len(order) - len(coloured)
+    if others:
+        loss_ax.plot([], [], color=(0.6, 0.6, 0.6), lw=0.8, label=f"{others} other configurations")
+    handles, labels_ = loss_ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles,
+            labels_,
+            title=legend_title or None,
+            loc="outside right upper",
+            fontsize="small",
+            ncols=1 if len(handles) <= 16 else 2,
+        )
+    shown = f"{n_runs} runs" + (f", {len(order)} configurations" if len(order) != n_runs else "")
+    fig.suptitle(f"{title}: {shown}")
+    _save(fig, path)
+    return True
+
+
+def comparison_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: final and best test accuracy of its `ok` runs (mean, std over seeds:
+    summary_by_config.csv's numbers), and how many of its runs that is."""
+    texts, _ = config_labels(frame)
+    data = frame.assign(
+        text=texts,
+        final=pd.to_numeric(frame["test_acc"], errors="coerce"),
+        best=pd.to_numeric(frame["best_test_acc"], errors="coerce"),
+    )
+    ok = data[data["status"].eq(Status.OK)].groupby("text", sort=False)
+    table = ok[["final", "best"]].agg(["mean", "std"])
+    table.columns = [f"{m}_{s}" if s == "std" else m for m, s in table.columns]
+    table = table.join(ok.size().rename("n_ok")).join(data.groupby("text").size().rename("n_runs"))
+    return table.dropna(subset=["best"]).fillna({"final_std": 0.0, "best_std": 0.0})
+
+
+def draw_comparison(frame: pd.DataFrame, path: Path, title: str) -> bool:
+    """comparison.png; False (nothing drawn) when no run finished ok."""
+    import matplotlib.pyplot as plt
+
+    _, legend_title = config_labels(frame)
+    table = comparison_table(frame)
+    with_std = frame["seed"].nunique(dropna=True) > 1
+    if with_std:
+        runs = [f"  ({ok}/{n} runs)" for ok, n in zip(table["n_ok"], table["n_runs"], strict=True)]
+        table.index = table.index + runs
+    if table.empty:
+        return False
+    n_configs = len(table)
+    table = table.sort_values("best", ascending=False).head(MAX_ROWS).iloc[::-1]
+    height = 2.0 + 0.32 * len(table)
+    fig, ax = plt.subplots(figsize=(10, height), layout="constrained")
+    y = list(range(len(table)))
+    ax.errorbar(
+        table["final"] * 100,
+        [v + 0.12 for v in y],
+        xerr=table["final_std"] * 100 if with_std else None,
+        fmt="o",
+        color="tab:blue",
+        capsize=3,
+        label="final epoch" + (" (mean ± std over seeds)" if with_std else ""),
+    )
+    ax.errorbar(
+        table["best"] * 100,
+        [v - 0.12 for v in y],
+        xerr=table["best_std"] * 100 if with_std else None,
+        fmt="D",
+        mfc="none",
+        color="tab:orange",
+        capsize=3,
+        label="best epoch" + (" (mean ± std over seeds)" if with_std else ""),
+    )
+    ax.set_yticks(y, table.index, fontsize="small")
+    ax.set_xlabel("test accuracy (%)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=2, fontsize="small")
+    shown = f"top {len(table)} of {n_configs}" if n_configs > len(table) else f"{n_configs}"
+    ax.set_title(
+        f"{title}: {shown} configurations" + (f" ({legend_title})" if legend_title else "")
+    )
+    _save(fig, path)
+    return True
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Whole or not at all: a reader never sees half a PNG."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def write_plots(sweep_dir: Path, frame: pd.DataFrame) -> list[Path]:
+    """Draw curves.png and comparison.png into sweep_dir; returns those drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    sweep_dir = Path(sweep_dir)
+    drawn = []
+    title = sweep_dir.name
+    if draw_curves(frame, sweep_dir / CURVES_FILE, title):
+        drawn.append(sweep_dir / CURVES_FILE)
+    if draw_comparison(frame, sweep_dir / COMPARISON_FILE, title):
+        drawn.append(sweep_dir / COMPARISON_FILE)
+    return drawn

@@ -1,0 +1,213 @@
+"""Gather every run record of a sweep folder into one pandas table: summary.csv.
+
+    python -m mlp_sweep.summary outputs/sweeps/<sweep>   # rebuild for any existing sweep
+
+A job folder whose metrics.json is missing, torn or foreign still gets its row, with status
+`incomplete` or `unreadable` and a warning naming the file: a summary never crashes on the
+runs it cannot read, and never hides them. A run whose record says `running` is `running
+elsewhere` while another process holds its lock, else `incomplete` (its process died).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from mlp_sweep.errors import MlpSweepError
+from mlp_sweep.labels import key_of
+from mlp_sweep.run import lock
+from mlp_sweep.run.record import (
+    METRICS_FILE,
+    job_order,
+    read_metrics,
+    write_bytes_atomic,
+)
+from mlp_sweep.status import FINISHED, Status
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.csv"
+STUDY_FILE = "optuna.db"  # hparams_search=optuna keeps its study here
+TRIAL = "trial"
+BY_CONFIG_FILE = "summary_by_config.csv"
+METRIC_COLUMNS = [
+    "status",
+    "test_acc",
+    "test_loss",
+    "train_loss",
+    "best_test_acc",
+    "best_epoch",
+    "epochs_done",
+    "train_seconds",
+    "device",
+    "seed",
+    "run_dir",
+    "error",
+]
+# Keys that already have a column of their own (device: the one actually used).
+OWN_COLUMNS = {"seed", "device"}
+AGGREGATED = ["test_acc", "test_loss", "train_loss", "best_test_acc", "train_seconds"]
+
+
+class SummaryError(MlpSweepError):
+    """A folder that cannot be summarized at all (missing, or holding no runs)."""
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    return key_of(text), text.partition("=")[2]
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Folders of the sweep's jobs: those Hydra made (.hydra/) or holding a record."""
+    found = [
+        d
+        for d in sweep_dir.iterdir()
+        if d.is_dir() and ((d / ".hydra").is_dir() or (d / METRICS_FILE).exists())
+    ]
+    return sorted(found, key=lambda d: job_order(d.name))
+
+
+def _job_overrides(job_dir: Path) -> list[str]:
+    try:
+        listed = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(o) for o in listed] if isinstance(listed, list) else []
+
+
+def _cell(value: Any) -> Any:
+    return str(value) if isinstance(value, list | dict) else value
+
+
+def load_row(job_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """One summary row (without override columns) and the job's overrides."""
+    row: dict[str, Any] = {"run_dir": str(job_dir)}
+    try:
+        record = read_metrics(job_dir)
+    except FileNotFoundError:
+        log.warning("%s: no %s; listed as incomplete", job_dir, METRICS_FILE)
+        row.update(status=Status.INCOMPLETE, error=f"no {METRICS_FILE}")
+        return row, _job_overrides(job_dir)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        log.warning("%s: unreadable (%s); listed as unreadable", job_dir / METRICS_FILE, err)
+        row.update(status=Status.UNREADABLE, error=f"unreadable {METRICS_FILE}")
+        return row, _job_overrides(job_dir)
+    row.update({k: record.get(k) for k in METRIC_COLUMNS if k != "run_dir"})
+    if row["status"] == Status.RUNNING:
+        holder = lock.holder(job_dir)
+        if holder is not None:
+            row["status"], row["error"] = Status.RUNNING_ELSEWHERE, f"being trained by {holder}"
+        else:
+            row["status"], row["error"] = (
+                Status.INCOMPLETE,
+                row.get("error") or "run did not finish",
+            )
+    row["_params"] = record.get("params") or {}
+    return row, record.get("overrides") or _job_overrides(job_dir)
+
+
+def build_summary(sweep_dir: Path) -> pd.DataFrame:
+    """One row per job folder, ordered by job number: swept keys, then metrics."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise SummaryError(f"{sweep_dir}: no such folder")
+    rows, keys = [], []
+    for job_dir in job_dirs(sweep_dir):
+        row, overrides = load_row(job_dir)
+        params = row.pop("_params", {})
+        for text in overrides:
+            key, value = parse_override(text)
+            if key in OWN_COLUMNS:
+                continue
+            if key not in keys:
+                keys.append(key)
+            row[key] = _cell(params.get(key, value))
+        rows.append(row)
+    if not rows:
+        raise SummaryError(
+            f"{sweep_dir}: no runs found (no job folders with .hydra/ or {METRICS_FILE})"
+        )
+    frame = pd.DataFrame(rows)
+    for column in METRIC_COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    for column in ("best_epoch", "epochs_done", "seed"):  # whole numbers, even beside blanks
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+    # The swept keys are those whose value differs between jobs; overrides common to every job
+    # (data.limit_train=2000, say) stay in each run's metrics.json rather than in the table.
+    swept = [key for key in keys if frame[key].astype(str).nunique(dropna=False) > 1]
+    if (sweep_dir / STUDY_FILE).exists():  # an Optuna search: job number == trial number
+        frame[TRIAL] = [_job_number(Path(d)) for d in frame["run_dir"]]
+        swept = [TRIAL, *swept]
+    return frame[swept + METRIC_COLUMNS]
+
+
+def _job_number(job_dir: Path) -> int | None:
+    return int(job_dir.name) if job_dir.name.isdigit() else None
+
+
+def override_keys(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in METRIC_COLUMNS]
+
+
+def by_config(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Mean and std over seeds of each configuration, or None when seed was not swept.
+
+    Counts cover every run; means and stds only the `ok` ones.
+    """
+    if frame["seed"].nunique(dropna=True) < 2:
+        return None
+    keys = override_keys(frame) + (["device"] if frame["device"].nunique() > 1 else [])
+    keys = keys or ["configuration"]
+    frame = frame.assign(ok=frame["status"].eq(Status.OK), configuration="all")
+    frame[AGGREGATED] = frame[AGGREGATED].apply(pd.to_numeric, errors="coerce")
+    counts = frame.groupby(keys, dropna=False, sort=False).agg(
+        n_runs=("status", "size"), n_ok=("ok", "sum")
+    )
+    stats = (
+        frame[frame["ok"]].groupby(keys, dropna=False, sort=False)[AGGREGATED].agg(["mean", "std"])
+    )
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    return counts.join(stats).reset_index()
+
+
+def _csv_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    return buf.getvalue().encode()
+
+
+def write_summary(sweep_dir: Path) -> pd.DataFrame:
+    """Build summary.csv (and summary_by_config.csv when seeds were swept) in sweep_dir."""
+    sweep_dir = Path(sweep_dir)
+    frame = build_summary(sweep_dir)
+    write_bytes_atomic(sweep_dir / SUMMARY_FILE, _csv_bytes(frame))
+    grouped = by_config(frame)
+    if grouped is not None:
+        write_bytes_atomic(sweep_dir / BY_CONFIG_FILE, _csv_bytes(grouped))
+    return frame
+
+
+def format_table(frame: pd.DataFrame) -> str:
+    """The summary as a terminal table: metrics rounded, the long run_dir and error left out."""
+    shown = frame.drop(columns=["run_dir", "error"]).copy()
+    for column in override_keys(shown):  # 0.01 and 1e-12 both readable, not 1.000000e-02
+        if pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].map(lambda v: f"{v:g}")
+    for column in ("test_acc", "best_test_acc", "test_loss", "train_loss"):
+        shown[column] = pd.to_numeric(shown[column], errors="coerce").round(4)
+    shown["train_seconds"] = pd.to_numeric(shown["train_seconds"], errors="coerce").round(1)
+    lines = [shown.to_string(index=False)]
+    for run_dir, status, error in frame[["run_dir", "status", "error"]].itertuples(index=False):
+        if error and isinstance(error, str):
+            lines.append(f"{status} {run_dir}: {error}")
+    return "\n".join(lines)
+
+
+def count_failed(frame: pd.DataFrame) -> int:
+    return int((~frame["status"].isin(FINISHED)).sum())

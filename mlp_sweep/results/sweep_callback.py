@@ -1,0 +1,113 @@
+"""Hydra callback: after a multirun, gather every job's record into summary.csv.
+
+It also remembers, in the command's own process, which folder the command writes, so that
+an interrupted command can still write the summary of what it kept (see cli.main).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from mlp_sweep import labels
+from mlp_sweep.hydra_compat import GRID_SWEEPERS
+from mlp_sweep.results.progress import Progress, is_terminal
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# mlp_sweep.results.summary (pandas: 0.2 s to import) is imported where a summary is written,
+# not here: every worker process imports this module with the task, and never writes a summary.
+
+
+@dataclass
+class Active:
+    sweep_dir: Path | None = None  # set when a multirun starts, in the parent process
+    run_dir: Path | None = None  # set when a single run starts
+    planned: int | None = None  # the jobs preflight expanded (a grid's size), when it could
+    progress: Progress | None = None  # the sweep's console while it runs
+
+    def stop_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+ACTIVE = Active()
+
+
+class SummaryCallback(Callback):
+    """Reads the records from disk, so it works for any launcher (jobs may run elsewhere)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        ACTIVE.sweep_dir = Path(config.hydra.sweep.dir)
+        sweeper = config.hydra.sweeper
+        if sweeper.get("_target_") in GRID_SWEEPERS:
+            total = ACTIVE.planned
+        else:  # a search: as many trials as it is asked for
+            total = sweeper.get("n_trials")
+        params = sweeper.get("params")
+        if params is not None:
+            params = OmegaConf.to_container(params, resolve=False)
+        swept = labels.swept_in_command(list(config.hydra.overrides.task), params)
+        live = is_terminal(sys.stdout) and not config.get("verbose", False)
+        ACTIVE.progress = Progress(ACTIVE.sweep_dir, total, swept or None, live)
+        ACTIVE.progress.start()
+        # matplotlib takes ~0.4 s to import: do it while the jobs run, not after them.
+        threading.Thread(target=_import_plots, name="mlp_sweep-import", daemon=True).start()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlp_sweep.results.publish import write_results
+        from mlp_sweep.results.summary import SUMMARY_FILE, SummaryError, count_failed, format_table
+
+        ACTIVE.stop_progress()
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            frame, drawn = write_results(sweep_dir)
+        except SummaryError as err:
+            # SystemExit passes through Hydra's error reporting: one line, non-zero exit.
+            raise SystemExit(f"mlp_sweep: no summary: {err}") from None
+        print(format_table(frame), flush=True)
+        print(f"summary: {sweep_dir / SUMMARY_FILE} ({len(frame)} runs)", flush=True)
+        if drawn:
+            print(f"plots: {', '.join(str(p) for p in drawn)}", flush=True)
+        failed = count_failed(frame)
+        if failed:
+            raise SystemExit(
+                f"mlp_sweep: {failed} of {len(frame)} runs failed or did not finish; "
+                f"see the status and error columns of {sweep_dir / SUMMARY_FILE}; "
+                f"retry them with: python -m mlp_sweep --resume {sweep_dir}"
+            )
+
+
+def _import_plots() -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed, and no GUI toolkit off the main thread
+        import matplotlib.pyplot  # noqa: F401
+
+        import mlp_sweep.results.plots  # noqa: F401
+    except Exception:  # drawing will say what is wrong, in one line
+        pass
+
+
+def summarize_interrupted(sweep_dir: Path) -> pd.DataFrame | None:
+    """summary.csv (and plots) of what an interrupted sweep kept, or None when it kept nothing."""
+    from mlp_sweep.results.publish import write_results
+    from mlp_sweep.results.summary import SummaryError
+
+    ACTIVE.stop_progress()
+    try:
+        return write_results(sweep_dir)[0]
+    except SummaryError:
+        return None

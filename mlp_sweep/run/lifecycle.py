@@ -1,0 +1,274 @@
+"""One run's record from its start to its end, kept the same way whoever trains it.
+
+A run trained alone (mlp_sweep.run.runner) and a member of a stack (mlp_sweep.launch.
+stacked_group) go through the same five moments, so their folders hold the same files with the
+same keys and form:
+
+    opened         metrics.json says `running`; the job's line in its log; its loggers open
+    configured     device, threads and determinism recorded
+    started        a resume says from which epoch; the loggers start
+    epoch_done     the log line, checkpoint.pt, history.csv and metrics.json, the loggers
+    finished       `ok` or `diverged`            (failed: `failed` + traceback.txt;
+                                                   interrupted: `interrupted`, then re-raised)
+
+Only the lines' destination differs: a run alone logs through its job's logging (Hydra set it
+up); a stack's member through a logger of its own onto the same file, formatted as that job's
+logging formats it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shlex
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlp_sweep.config import Config, flatten
+from mlp_sweep.errors import MlpSweepError
+from mlp_sweep.loggers import LoggerSet, open_loggers, run_info
+from mlp_sweep.run.interrupt import signal_name
+from mlp_sweep.run.record import (
+    CHECKPOINT_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    SCHEMA_VERSION,
+    environment,
+    now_iso,
+    write_bytes_atomic,
+    write_csv_atomic,
+    write_json_atomic,
+)
+from mlp_sweep.run.state import RunState
+from mlp_sweep.status import Status
+from mlp_sweep.training.data import Data
+from mlp_sweep.training.loop import EpochStats, History
+
+HISTORY_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
+TRACEBACK_FILE = "traceback.txt"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """Where a run sits in a sweep; all optional so a run can stand alone."""
+
+    num: int | None = None
+    overrides: list[str] = field(default_factory=list)
+    # The sweep's folder, for a job of a sweep (its runs share a visdom env, say).
+    sweep_dir: Path | None = None
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    message = text[0] if text else ""
+    if isinstance(err, MlpSweepError):
+        return message
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
+
+
+def run_params(cfg: Config) -> dict[str, Any]:
+    """The flat, dotted config as it reads back from metrics.json, for comparisons."""
+    params: dict[str, Any] = json.loads(json.dumps(flatten(dataclasses.asdict(cfg))))
+    return params
+
+
+class RunRecord:
+    """metrics.json for one run, rewritten atomically as the run moves on."""
+
+    def __init__(self, cfg: Config, run_dir: Path, job: JobInfo) -> None:
+        self.path = run_dir / METRICS_FILE
+        self.history_path = run_dir / HISTORY_FILE
+        self.fields: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "status": Status.RUNNING,
+            "error": None,
+            "job_num": job.num,
+            "overrides": list(job.overrides),
+            # Re-runs this configuration at git.commit (the seed is in the config).
+            "command": shlex.join(["python", "-m", "mlp_sweep", *job.overrides]),
+            "seed": cfg.seed,
+            "device_requested": cfg.device,
+            "device": None,
+            "params": run_params(cfg),
+            "test_acc": None,
+            "test_loss": None,
+            "train_loss": None,
+            "best_test_acc": None,
+            "best_epoch": None,
+            "epochs_done": 0,
+            "train_seconds": 0.0,
+            "resumed_from_epoch": None,
+            "started_at": now_iso(),
+            "finished_at": None,
+            "deterministic": None,
+            "threads": None,
+            "loggers": [],
+            "loggers_failed": {},
+            **environment(),
+        }
+
+    def update(self, **values: Any) -> None:
+        self.fields.update(values)
+        write_json_atomic(self.path, self.fields)
+
+    def epochs_done(self, history: History) -> None:
+        if not history.epochs:
+            return
+        last, best = history.epochs[-1], history.best
+        write_csv_atomic(self.history_path, (e.as_dict() for e in history.epochs), HISTORY_COLUMNS)
+        self.update(
+            test_acc=last.test_acc,
+            test_loss=last.test_loss,
+            train_loss=last.train_loss,
+            best_test_acc=best.test_acc if best else None,
+            best_epoch=best.epoch if best else None,
+            epochs_done=last.epoch,
+            train_seconds=sum(e.seconds for e in history.epochs),
+        )
+
+
+class Lifecycle:
+    """One run's record through opened, started, epoch_done and its end; see the module."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Path,
+        job: JobInfo,
+        logger: logging.Logger = log,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.cfg, self.run_dir, self.job, self.log = cfg, run_dir, job, logger
+        self.checkpoint = run_dir / CHECKPOINT_FILE
+        self.record = RunRecord(cfg, run_dir, job)
+        self.record.fields.update(extra or {})
+        self.loggers: LoggerSet | None = None
+        self.kept = History()  # the epochs the checkpoint holds: what an interruption reports
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.record.fields["params"])
+
+    def opened(self) -> None:
+        """The record says `running` from here on; the loggers are open (not yet started)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / TRACEBACK_FILE).unlink(missing_ok=True)  # an earlier failure's
+        self.record.update()
+        if self.job.num is not None:  # the launch line, here rather than on the sweep's console
+            self.log.info("job #%d: %s", self.job.num, " ".join(self.job.overrides))
+        self.loggers = open_loggers(self.cfg.logger)
+        self.record.fields["loggers"] = self.loggers.names  # written with the device, below
+
+    def configured(self, device: torch.device) -> None:
+        """The process is set up to train on `device` (mlp_sweep.run.state.configure_process)."""
+        self.record.update(
+            device=str(device),
+            deterministic=torch.are_deterministic_algorithms_enabled(),
+            threads=torch.get_num_threads(),
+        )
+
+    def data_loaded(self, data: Data, device: torch.device, seconds: float) -> None:
+        self.log.info(
+            "data %s: %d train / %d test on %s (%.1fs)",
+            self.cfg.data.name.name,
+            len(data.x_train),
+            len(data.x_test),
+            device,
+            seconds,
+        )
+
+    def started(self, state: RunState) -> None:
+        """Training is about to start from `state` (restored from a checkpoint, or new)."""
+        if state.history.epochs:
+            self.kept = History(list(state.history.epochs), state.history.status)
+            self.record.update(resumed_from_epoch=len(state.history.epochs))
+            self.log.info(
+                "resumed from %s after epoch %d", self.checkpoint, len(state.history.epochs)
+            )
+        assert self.loggers is not None
+        if self.loggers.names:
+            info = run_info(
+                self.run_dir, self.params, self.job.num, self.job.overrides, self.job.sweep_dir
+            )
+            self.loggers.start(info, state.history.epochs)
+
+    def epoch_done(self, state: RunState) -> None:
+        """An epoch is done: its line, the checkpoint, then the record that matches it."""
+        assert self.loggers is not None
+        history = state.history
+        e = history.epochs[-1]
+        self.log.info(
+            "epoch %d/%d  train_loss %.4f  test_loss %.4f  test_acc %.4f  (%.2fs)",
+            e.epoch,
+            self.cfg.trainer.epochs,
+            e.train_loss,
+            e.test_loss,
+            e.test_acc,
+            e.seconds,
+        )
+        if self.cfg.trainer.checkpoint:
+            state.save(self.checkpoint, self.params)
+        self.kept = History(list(history.epochs), history.status)
+        self.record.fields["loggers_failed"] = dict(self.loggers.failed)
+        self.record.epochs_done(history)
+        self.loggers.epoch(e)
+
+    def finished(self, history: History) -> dict[str, Any]:
+        """Trained to the end, or diverged: a result either way."""
+        if history.epochs and self.record.fields["epochs_done"] != len(history.epochs):
+            self.record.epochs_done(history)  # a checkpoint already held them all
+        if history.status == Status.DIVERGED:
+            self.log.warning("run diverged at epoch %d: non-finite loss", len(history.epochs))
+        return self._close(Status(history.status), None)
+
+    def failed(self, err: Exception) -> dict[str, Any]:
+        """Recorded, not raised: the sweep goes on. The console gets one line; the whole story
+        goes beside the record."""
+        error = one_line(err)
+        trace = "".join(traceback.format_exception(err))
+        write_bytes_atomic(self.run_dir / TRACEBACK_FILE, trace.encode())
+        self.log.error("run failed: %s (traceback: %s)", error, self.run_dir / TRACEBACK_FILE)
+        return self._close(Status.FAILED, error)
+
+    def interrupted(self, err: BaseException) -> None:
+        """Ctrl-C or SIGTERM: recorded at once (the signal may land between the checkpoint and
+        the record, so the record says what the checkpoint holds), then the loggers get their
+        bounded time. The caller re-raises."""
+        self.record.epochs_done(self.kept)
+        done = self.record.fields["epochs_done"]
+        self.record.update(
+            status=Status.INTERRUPTED,
+            error=f"interrupted by {signal_name(err)} after epoch {done}",
+            finished_at=now_iso(),
+        )
+        self.log.warning(
+            "run interrupted (%s); resume continues from its checkpoint", signal_name(err)
+        )
+        self._close_loggers()
+
+    def abandoned(self, why: str) -> None:
+        """Left unfinished for another attempt to continue from its checkpoint."""
+        self.log.info("%s", why)
+        self._close_loggers(finish=False)  # not finished: the run's next attempt finishes them
+
+    def _close_loggers(self, finish: bool = True) -> None:
+        if self.loggers is None:
+            return
+        if finish:
+            self.loggers.finish(self.record.fields)
+        self.record.fields["loggers_failed"] = self.loggers.close()
+        if self.loggers.names:
+            self.record.update()
+        self.loggers = None
+
+    def _close(self, status: Status, error: str | None) -> dict[str, Any]:
+        self._close_loggers()
+        self.record.update(status=status, error=error, finished_at=now_iso())
+        return self.record.fields
