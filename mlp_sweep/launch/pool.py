@@ -85,6 +85,18 @@ def _worker(conn: Connection, preload: str | None) -> None:
         return  # stopped by the parent, or the parent is gone
 
 
+def _receive(slot: _Slot) -> tuple[int, str, Any] | None:
+    """The worker's answer if one is waiting; None if none is, or the worker is gone."""
+    try:
+        if not slot.conn.poll():
+            return None
+        index, kind, value = cloudpickle.loads(slot.conn.recv_bytes())
+    except (EOFError, OSError):  # its end closed: it died, with or without a signal
+        slot.process.join()
+        return None
+    return index, kind, value
+
+
 @dataclass
 class _Slot:
     process: multiprocessing.process.BaseProcess
@@ -162,9 +174,24 @@ class Pool:
 
         def feed(slot: _Slot) -> None:
             slot.index = None
+            if not todo:
+                return
+            index, payload = todo.popleft()
+            try:
+                slot.conn.send((index, cloudpickle.dumps(payload)))
+            except OSError:  # it died between two jobs: its job goes to the next worker
+                todo.appendleft((index, payload))
+                replace(slot)
+                return
+            slot.index = index
+
+        def replace(slot: _Slot) -> None:
+            """A dead worker out of the pool; a new one carries on with the rest."""
+            slot.process.join()
+            slot.conn.close()
+            self._slots.remove(slot)
             if todo:
-                slot.index, payload = todo.popleft()
-                slot.conn.send((slot.index, cloudpickle.dumps(payload)))
+                feed(self._start())
 
         for slot in [s for s in self._slots if not s.process.is_alive()]:
             slot.process.join()  # died while idle: replaced below
@@ -179,17 +206,20 @@ class Pool:
                 busy = [slot for slot in self._slots if slot.index is not None]
                 ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy])
                 for slot in busy:
-                    if slot.conn in ready and slot.conn.poll():
-                        index, kind, value = cloudpickle.loads(slot.conn.recv_bytes())
+                    if slot.conn not in ready and slot.process.sentinel not in ready:
+                        continue
+                    answer = _receive(slot)
+                    if answer is not None:
+                        index, kind, value = answer
                         results[index] = (kind, value)
                         feed(slot)
-                    elif slot.process.sentinel in ready and not slot.conn.poll():
+                    elif slot.process.sentinel in ready or not slot.process.is_alive():
+                        # Dead with its job unanswered: its pipe may say so (EOF) before its
+                        # sentinel does, or after; either way the job is lost, not the pool.
                         assert slot.index is not None
                         slot.process.join()
                         results[slot.index] = ("lost", Lost(slot.index, slot.process.exitcode))
-                        self._slots.remove(slot)
-                        if todo:  # a replacement carries on with the rest
-                            feed(self._start())
+                        replace(slot)
         except BaseException as err:
             self.stop(getattr(err, "signum", signal.SIGINT))
             raise

@@ -1,0 +1,100 @@
+"""A worker that dies costs its own job, never the pool: whenever it dies, however it dies.
+
+The pool (mlp_sweep.launch.pool) learns of a death from two places, the worker's pipe (EOF) and
+its process sentinel, in either order; a death between two jobs shows first as a failed send.
+Each case here kills real worker processes and checks every other job still answers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mlp_sweep.launch.pool import Lost, Pool
+
+
+def _job(seconds: float, folder: str, name: str) -> str:
+    """Note that this job started (and in which process), then work for a while."""
+    Path(folder, name).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return name
+
+
+def _kill_when_started(marker: Path, sig: int) -> None:
+    os.kill(_wait_for(marker), sig)
+
+
+def _wait_for(path: Path, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text():
+            return int(path.read_text())
+        time.sleep(0.01)
+    raise AssertionError(f"{path} never appeared")
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT], ids=lambda s: s.name
+)
+def test_a_worker_killed_mid_job_costs_that_job_only(tmp_path: Path, sig: int) -> None:
+    """Round after round (the pipe's EOF and the sentinel race differently each time)."""
+    pool = Pool(_job, workers=2)
+    try:
+        for round_ in range(6):
+            folder = tmp_path / str(round_)
+            folder.mkdir()
+            payloads = [(0.5 if i == 0 else 0.05, str(folder), f"job{i}") for i in range(5)]
+
+            killer = threading.Thread(target=_kill_when_started, args=(folder / "job0", sig))
+            killer.start()
+            answers = pool.run(payloads)
+            killer.join()
+            kind, value = answers[0]
+            assert kind == "lost" and isinstance(value, Lost), answers[0]
+            assert value.exitcode == -sig
+            assert f"exit signal {sig}" in str(value)
+            assert answers[1:] == [("ok", f"job{i}") for i in range(1, 5)]
+    finally:
+        pool.close()
+
+
+def test_a_worker_dead_between_jobs_hands_its_next_job_on(tmp_path: Path) -> None:
+    """Killed while idle, after answering: its next job goes to a live worker and runs."""
+    pool = Pool(_job, workers=2)
+    try:
+        assert pool.run([(0.0, str(tmp_path), "a"), (0.0, str(tmp_path), "b")]) == [
+            ("ok", "a"),
+            ("ok", "b"),
+        ]
+        pids = {int((tmp_path / n).read_text()) for n in "ab"}
+        for pid in pids:  # every worker of the pool dies between the two runs
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        answers = pool.run([(0.0, str(tmp_path), f"c{i}") for i in range(4)])
+        assert answers == [("ok", f"c{i}") for i in range(4)]
+        assert not pids & {int((tmp_path / f"c{i}").read_text()) for i in range(4)}
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_exits_by_itself_mid_job_is_lost_not_fatal(tmp_path: Path) -> None:
+    """os._exit in the job (a library calling exit, a segfaulting extension): exit code kept."""
+    pool = Pool(_exit_or_work, workers=2)
+    try:
+        answers = pool.run([(7,), (0,), (0,), (3,)])
+    finally:
+        pool.close()
+    assert [kind for kind, _ in answers] == ["lost", "ok", "ok", "lost"]
+    assert answers[0][1].exitcode == 7 and answers[3][1].exitcode == 3
+
+
+def _exit_or_work(code: int) -> int:
+    if code:
+        os._exit(code)
+    time.sleep(0.05)
+    return code
