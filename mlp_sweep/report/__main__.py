@@ -2,7 +2,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlp_sweep.report import write_report
+from mlp_sweep.report.build import write_report
 
 
 def main(argv: list[str] | None = None) -> int:
