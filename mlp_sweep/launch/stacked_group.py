@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,7 +36,7 @@ from mlp_sweep.run.runner import prior_status
 from mlp_sweep.run.state import RunState, configure_process, start_state
 from mlp_sweep.status import FINISHED
 from mlp_sweep.training import precision
-from mlp_sweep.training.data import load_data
+from mlp_sweep.training.data import Data, load_data
 from mlp_sweep.training.device import resolve_device
 from mlp_sweep.training.stacked import Member
 from mlp_sweep.training.stacked_sgd import fit_stacked
@@ -89,6 +90,30 @@ def _member_logger(entry: Entry) -> tuple[logging.Logger, logging.Handler]:
     return logger, handler
 
 
+def _start(
+    entry: Entry,
+    nums: list[int | None],
+    device: torch.device,
+    data: Data,
+    loaded: float,
+    held: contextlib.ExitStack,
+) -> _Run:
+    """A member's lifecycle up to training, as a run alone goes through it."""
+    logger, handler = _member_logger(entry)
+    held.callback(handler.close)
+    extra = {"fused": {"jobs": nums, "members": len(nums)}}
+    life = Lifecycle(entry.cfg, entry.run_dir, entry.job, logger, extra)
+    life.opened()
+    jobs = ", ".join(f"#{n}" for n in nums)
+    life.log.info("trained stacked with jobs %s (hydra/launcher=fused)", jobs)
+    life.configured(device)
+    life.data_loaded(data, device, loaded)  # loaded once for the group
+    state = start_state(entry.cfg, data, device, life.checkpoint)
+    life.started(state)
+    member = Member(entry.cfg, state.model, state.optimizer, state.generator, state.history)
+    return _Run(entry, life, state, member, handler)
+
+
 def train_group(entries: Sequence[Entry]) -> None:
     """Train what can of these runs as one stack, each recorded in its own folder."""
     with contextlib.ExitStack() as held:
@@ -103,23 +128,7 @@ def train_group(entries: Sequence[Entry]) -> None:
         data = load_data(first.data, device, precision.dtype(first.trainer.precision))
         loaded = time.perf_counter() - tic
         nums = [e.job.num for e in joined]
-        runs = []
-        for entry in joined:
-            logger, handler = _member_logger(entry)
-            held.callback(handler.close)
-            extra = {"fused": {"jobs": nums, "members": len(joined)}}
-            life = Lifecycle(entry.cfg, entry.run_dir, entry.job, logger, extra)
-            life.opened()
-            life.log.info(
-                "trained stacked with jobs %s (hydra/launcher=fused)",
-                ", ".join(f"#{n}" for n in nums),
-            )
-            life.configured(device)
-            life.data_loaded(data, device, loaded)  # once for the group
-            state = start_state(entry.cfg, data, device, life.checkpoint)
-            life.started(state)
-            member = Member(entry.cfg, state.model, state.optimizer, state.generator, state.history)
-            runs.append(_Run(entry, life, state, member, handler))
+        runs = [_start(e, nums, device, data, loaded, held) for e in joined]
         by_start: dict[tuple[int, str], list[_Run]] = {}
         for run in runs:
             key = (len(run.member.history.epochs), run.member.history.status)
