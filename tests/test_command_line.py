@@ -224,11 +224,11 @@ def test_config_path_and_dir_mistakes_are_one_line(run_cli, tmp_path: Path) -> N
     [
         (
             "hydra/launcher=slurm",
-            "hydra/launcher=slurm needs the cluster extra: pip install -e '.[cluster]'",
+            'hydra/launcher=slurm needs the cluster extra: pip install ".[cluster]"',
         ),
         (
             "hparams_search=optuna",
-            "hparams_search=optuna needs the search extra: pip install -e '.[search]'",
+            'hparams_search=optuna needs the search extra: pip install ".[search]"',
         ),
     ],
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlp_sweep.cli.main import main as cli
+from mlp_sweep.cli import main as cli
 from mlp_sweep.config import DataConfig
 from mlp_sweep.training.data import DATA_DIR, IDX_FILES, prepare_raw
 

@@ -36,8 +36,11 @@ def twins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("lifecycle")
     alone, stacked = root / "alone", root / "stacked"
-    for folder, launcher in ((alone, ["hydra/launcher=basic"]),
-                             (stacked, ["hydra/launcher=fused", "hydra.launcher.fuse=always"])):  # fmt: skip
+    launchers = {
+        alone: ["hydra/launcher=basic"],
+        stacked: ["hydra/launcher=fused", "hydra.launcher.fuse=always"],
+    }
+    for folder, launcher in launchers.items():
         done = subprocess.run(
             [sys.executable, "-m", "mlp_sweep", "-m", *GRID, f"trainer.epochs={EPOCHS}",
              *launcher, f"hydra.sweep.dir={folder}"],

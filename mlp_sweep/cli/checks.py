@@ -80,12 +80,12 @@ EXTRAS = [
     (
         "hydra/launcher=slurm",
         "hydra_plugins.hydra_submitit_launcher",
-        "hydra/launcher=slurm needs the cluster extra: pip install -e '.[cluster]'",
+        'hydra/launcher=slurm needs the cluster extra: pip install ".[cluster]"',
     ),
     (
         "hparams_search=optuna",
         "optuna",
-        "hparams_search=optuna needs the search extra: pip install -e '.[search]'",
+        'hparams_search=optuna needs the search extra: pip install ".[search]"',
     ),
 ]
 
