@@ -24,7 +24,7 @@ def test_a_small_run_of_the_benchmark_writes_a_consistent_json(run_cli, tmp_path
         "--repeats", "1", "--epochs", "1", "--hidden", "32", "--tutorial-batches", "3",
         "--sweep-args=-m model.act=relu,selu data=synthetic trainer.epochs=2",
         "--json", str(out),
-        module="mlp_sweep.bench.training",
+        module="mlp_sweep.bench",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads(out.read_text())
@@ -47,7 +47,7 @@ def test_the_sweep_overhead_mode_measures_real_sweeps_and_folders(run_cli, tmp_p
     out = tmp_path / "overhead.json"
     done = run_cli(
         "sweep-overhead", "--sizes", "2,4", "--folder-runs", "30", "--json", str(out),
-        module="mlp_sweep.bench.training",
+        module="mlp_sweep.bench",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads(out.read_text())

@@ -106,7 +106,7 @@ def test_preflight_composes_once_per_structure_not_per_job(
 ) -> None:
     """The check's cost per job, guarded without timing anything: Hydra's full compose runs
     once per distinct set of config-group choices, not once per job."""
-    from mlp_sweep.cli.main import preflight as pf
+    from mlp_sweep.cli import preflight as pf
 
     counts = []
     real = pf.Composer.__init__

@@ -56,7 +56,7 @@ def sweep(tmp_path: Path) -> Path:
 
 
 def test_summary_cli_rebuilds_both_tables(run_cli, sweep: Path) -> None:
-    result = run_cli(str(sweep), module="mlp_sweep.results.summary")
+    result = run_cli(str(sweep), module="mlp_sweep.summary")
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame.columns) == COLUMNS
@@ -76,7 +76,7 @@ def test_rows_follow_job_numbers_not_names(tmp_path: Path, run_cli) -> None:
     sweep = tmp_path / "s"
     for num in (10, 2, 1):
         make_job(sweep, num, "relu", 0.01 * num, 0, 0.5)
-    assert run_cli(str(sweep), module="mlp_sweep.results.summary").returncode == 0
+    assert run_cli(str(sweep), module="mlp_sweep.summary").returncode == 0
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame.columns) == ["optim.lr", *METRIC_COLUMNS]
     assert frame["optim.lr"].tolist() == pytest.approx([0.01, 0.02, 0.1])
@@ -88,7 +88,7 @@ def test_broken_records_are_listed_not_fatal(run_cli, sweep: Path) -> None:
     (sweep / "2" / "metrics.json").unlink()  # job folder, no record
     (sweep / "3" / "metrics.json").write_text("")  # empty
     (sweep / "4" / "metrics.json").write_text('["not", "ours"]')  # foreign
-    result = run_cli(str(sweep), module="mlp_sweep.results.summary")
+    result = run_cli(str(sweep), module="mlp_sweep.summary")
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(sweep / "summary.csv")
     assert frame["status"].tolist() == [
@@ -111,7 +111,7 @@ def test_summary_of_nothing_is_one_line(run_cli, tmp_path: Path, case: str) -> N
     target = tmp_path / case
     if case == "empty":
         target.mkdir()
-    result = run_cli(str(target), module="mlp_sweep.results.summary")
+    result = run_cli(str(target), module="mlp_sweep.summary")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(target) in lines[0]
