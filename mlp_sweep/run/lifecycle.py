@@ -186,6 +186,8 @@ class Lifecycle:
 
     def started(self, state: RunState) -> None:
         """Training is about to start from `state` (restored from a checkpoint, or new)."""
+        if state.set_aside:
+            self.log.warning("%s", state.set_aside)
         if state.history.epochs:
             self.kept = History(list(state.history.epochs), state.history.status)
             self.record.update(resumed_from_epoch=len(state.history.epochs))

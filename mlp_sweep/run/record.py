@@ -25,6 +25,8 @@ from typing import Any
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
+# A damaged file set aside so its run can go on: checkpoint.pt.unreadable, say.
+UNREADABLE_SUFFIX = ".unreadable"
 SCHEMA_VERSION = 1
 
 

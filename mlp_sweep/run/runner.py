@@ -68,7 +68,7 @@ def prior_record(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
     if old is None and (run_dir / CHECKPOINT_FILE).exists():
         try:
             old = json.loads(load_checkpoint(run_dir / CHECKPOINT_FILE)["params"])
-        except (OSError, ValueError, KeyError, RuntimeError):
+        except Exception:  # a damaged checkpoint says nothing of its config: the run sets it aside
             old = None
     if old is not None and _differing(old, params):
         raise ConfigMismatch(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, cast
 import torch
 
 from mlp_sweep.config import Config
-from mlp_sweep.run.record import load_checkpoint, save_checkpoint
+from mlp_sweep.run.record import UNREADABLE_SUFFIX, load_checkpoint, save_checkpoint
 from mlp_sweep.status import Status
 from mlp_sweep.training import precision, threads
 from mlp_sweep.training.data import Data
@@ -30,6 +31,8 @@ class RunState:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
     history: History = field(default_factory=History)
+    # Why the run's checkpoint was set aside and the run restarted, if it was.
+    set_aside: str | None = None
 
     def save(self, path: Path, params: dict[str, Any]) -> None:
         save_checkpoint(
@@ -60,14 +63,46 @@ def start_state(cfg: Config, data: Data, device: torch.device, checkpoint: Path)
     them (a stacked member too: the same seed gives the same weights and batches), continued
     from its checkpoint where trainer.checkpoint is on and one exists. Loading data draws
     nothing from torch's RNG, so it may come before or after."""
+    state = _drawn(cfg, data, device)
+    if cfg.trainer.checkpoint and checkpoint.exists():
+        try:
+            state.restore(load_checkpoint(checkpoint))
+        except Exception as err:  # torn, garbage, another shape, an older format
+            aside = set_aside(checkpoint)
+            state = _drawn(cfg, data, device)  # restore may have loaded part of it
+            state.set_aside = (
+                f"{checkpoint} is unreadable ({unreadable_because(err)}); moved aside to "
+                f"{aside.name}, the run restarts from epoch 0"
+            )
+    return state
+
+
+def _drawn(cfg: Config, data: Data, device: torch.device) -> RunState:
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     dtype = precision.dtype(cfg.trainer.precision)
     model = build_mlp(cfg.model, data.num_features, data.num_classes, device, dtype)
-    state = RunState(model, make_optimizer(model.parameters(), cfg.optim), generator)
-    if cfg.trainer.checkpoint and checkpoint.exists():
-        state.restore(load_checkpoint(checkpoint))
-    return state
+    return RunState(model, make_optimizer(model.parameters(), cfg.optim), generator)
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged file out of the way as `<name>.unreadable` (the newest such copy is
+    kept, for whoever wants to look at it), so the run can go on without it."""
+    aside = path.with_name(path.name + UNREADABLE_SUFFIX)
+    os.replace(path, aside)
+    return aside
+
+
+def unreadable_because(err: BaseException) -> str:
+    """Why a file could not be read, in a few words. Never torch's own weights_only message,
+    whose advice (load it with weights_only=False) would run whatever the file holds."""
+    if isinstance(err, pickle.UnpicklingError):
+        return "not a checkpoint of tensors and plain values"
+    lines = str(err).strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    if len(first) > 100:
+        first = first[:97] + "..."
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def configure_process(cfg: Config, device: torch.device) -> None:
