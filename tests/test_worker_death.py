@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from mlp_sweep.launch import pool as pool_module
 from mlp_sweep.launch.pool import Lost, Pool
 
 
@@ -98,3 +99,17 @@ def _exit_or_work(code: int) -> int:
         os._exit(code)
     time.sleep(0.05)
     return code
+
+
+@pytest.mark.parametrize("early", [1, 2], ids=["one early worker", "two early workers"])
+def test_workers_killed_while_starting_cost_no_job(tmp_path: Path, early: int) -> None:
+    """Early-started workers (warm_up, as the command starts them) that die importing: the
+    pool replaces them and every job runs; none is reported lost, for none had begun."""
+    pool_module.warm_up(early, "tests.dying_worker")
+    pool = Pool(_job, workers=2)
+    try:
+        answers = pool.run([(0.0, str(tmp_path), f"job{i}") for i in range(4)])
+    finally:
+        pool.close()
+        pool_module.discard_warm()
+    assert answers == [("ok", f"job{i}") for i in range(4)]

@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 
 # How long stopped workers get to record `interrupted` and exit before SIGKILL.
 STOP_GRACE_SECONDS = 15.0
+# A worker's word that it began a job (its answer comes later).
+STARTED = "started"
+# Workers that may die starting up with the same job before it counts as lost (a job whose
+# payload itself kills every worker that unpacks it must not cycle for ever).
+MAX_START_DEATHS = 3
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ def _worker(conn: Connection, preload: str | None) -> None:
             if message is None:
                 return
             index, payload = message
+            # Said first, so that a death before this point costs no job: the pool hands it on.
+            conn.send_bytes(cloudpickle.dumps((index, STARTED, None)))
             try:
                 answer = ("ok", execute(*cloudpickle.loads(payload)))
             except Exception as err:  # the app's own failure: the parent decides
@@ -101,7 +108,8 @@ def _receive(slot: _Slot) -> tuple[int, str, Any] | None:
 class _Slot:
     process: multiprocessing.process.BaseProcess
     conn: Connection
-    index: int | None = None  # the job it runs, if any
+    index: int | None = None  # the job it was given, if any
+    started: bool = False  # whether it said it began that job
 
 
 def _spawn(preload: str | None) -> _Slot:
@@ -152,17 +160,19 @@ class Pool:
         self._slots: list[_Slot] = []
 
     def _start(self) -> _Slot:
-        """A warm worker if one is alive, else a new one; either gets the pool's job set-up."""
-        while _warm:
-            slot = _warm.pop(0)
-            if slot.process.is_alive():
-                break
-            slot.process.join()  # a warm worker that died (Ctrl-C while importing)
-        else:
-            slot = _spawn(None)
-        slot.conn.send((self.env, self._init))
-        self._slots.append(slot)
-        return slot
+        """A warm worker if one is alive, else a new one; either gets the pool's job set-up.
+        A worker that dies while starting (killed while importing, say) is replaced."""
+        for _ in range(3):
+            slot = _warm.pop(0) if _warm else _spawn(None)
+            try:
+                slot.conn.send((self.env, self._init))
+            except OSError:  # it died before its set-up reached it
+                slot.process.join()
+                slot.conn.close()
+                continue
+            self._slots.append(slot)
+            return slot
+        raise RuntimeError("worker processes die as they start; see their output above")
 
     def run(self, payloads: Sequence[tuple[Any, ...]]) -> list[tuple[str, Any]]:
         """Every payload's answer, in order: ("ok", result), ("error", exc) or ("lost", Lost).
@@ -171,9 +181,10 @@ class Pool:
         """
         todo = deque(enumerate(payloads))
         results: dict[int, tuple[str, Any]] = {}
+        deaths: dict[int, int] = {}  # workers that died holding a job, by job
 
         def feed(slot: _Slot) -> None:
-            slot.index = None
+            slot.index, slot.started = None, False
             if not todo:
                 return
             index, payload = todo.popleft()
@@ -209,16 +220,23 @@ class Pool:
                     if slot.conn not in ready and slot.process.sentinel not in ready:
                         continue
                     answer = _receive(slot)
-                    if answer is not None:
+                    if answer is not None and answer[1] == STARTED:
+                        slot.started = True
+                    elif answer is not None:
                         index, kind, value = answer
                         results[index] = (kind, value)
                         feed(slot)
                     elif slot.process.sentinel in ready or not slot.process.is_alive():
                         # Dead with its job unanswered: its pipe may say so (EOF) before its
-                        # sentinel does, or after; either way the job is lost, not the pool.
+                        # sentinel does, or after. A job it began is lost (and only that one);
+                        # one it never began (it died starting up) goes to the next worker.
                         assert slot.index is not None
                         slot.process.join()
-                        results[slot.index] = ("lost", Lost(slot.index, slot.process.exitcode))
+                        deaths[slot.index] = deaths.get(slot.index, 0) + 1
+                        if slot.started or deaths[slot.index] >= MAX_START_DEATHS:
+                            results[slot.index] = ("lost", Lost(slot.index, slot.process.exitcode))
+                        else:
+                            todo.appendleft((slot.index, payloads[slot.index]))
                         replace(slot)
         except BaseException as err:
             self.stop(getattr(err, "signum", signal.SIGINT))
