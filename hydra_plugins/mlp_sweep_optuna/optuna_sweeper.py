@@ -31,7 +31,7 @@ from .config import Direction, SamplerConf, SamplerName
 if TYPE_CHECKING:  # optuna is imported when a sweep starts, never when Hydra scans plugins
     from optuna import Study
     from optuna.distributions import BaseDistribution
-    from optuna.trial import Trial
+    from optuna.trial import FrozenTrial, Trial
 
 log = logging.getLogger(__name__)
 # Shown on a quiet sweep console too (mlp_sweep.results.console_filter.ConsoleFilter); other INFO
@@ -221,6 +221,7 @@ class OptunaSweeper(Sweeper):
         returns: list[Sequence[JobReturn]] = []
         # A killed sweep left these RUNNING: the same numbers and params, so the same folders.
         left = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        left = [t for t in left if not self._never_given(study, t, space, sweep_dir)]
         if left:
             log.info(
                 f"resuming trials {[t.number for t in left]}, left running by a killed sweep",
@@ -229,12 +230,35 @@ class OptunaSweeper(Sweeper):
             returns += self._run(study, {t.number: trial_overrides(space, t.params) for t in left})
 
         finished = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-        while (done := len(study.get_trials(deepcopy=False, states=finished))) < target:
+        sampled = [key for key, d in space.items() if not isinstance(d, str)]
+
+        def counted() -> int:  # a trial failed before it got its values did no work
+            trials = study.get_trials(deepcopy=False, states=finished)
+            return sum(1 for t in trials if t.params or not sampled)
+
+        while (done := counted()) < target:
             asked = [self._ask(study, space, grid) for _ in range(min(self.n_jobs, target - done))]
             returns += self._run(study, {t.number: trial_overrides(space, t.params) for t in asked})
 
         log.info(f"{best_line(study)}; study '{study.study_name}' in {storage}", extra=ON_CONSOLE)
         return returns
+
+    def _never_given(self, study: Study, trial: FrozenTrial, space: Space, sweep_dir: Path) -> bool:
+        """A trial the sweep asked for but was killed before it sampled its values: it has
+        none of them and no folder, so nobody ever worked on it. Told FAIL (a rerun would need
+        the values it never got), and the search asks a new trial in its place."""
+        from optuna.trial import TrialState
+
+        sampled = [key for key, d in space.items() if not isinstance(d, str)]
+        if any(key in trial.params for key in sampled) or (sweep_dir / str(trial.number)).exists():
+            return False
+        study.tell(trial.number, state=TrialState.FAIL)
+        log.warning(
+            f"trial {trial.number} was asked for but got no values before the sweep was "
+            "killed; marked failed, a new trial takes its place",
+            extra=ON_CONSOLE,
+        )
+        return True
 
     def _study(self, storage: str) -> Study:
         import optuna
@@ -268,8 +292,10 @@ class OptunaSweeper(Sweeper):
 
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if grid is not None and not waiting:
-            # The next trial's number is the trial count, so trial i gets grid point i.
-            study.enqueue_trial(grid[len(study.get_trials(deepcopy=False))])
+            # The first grid point no trial has taken (a trial failed before it got its values
+            # took none): each point once, in order.
+            taken = [t.params for t in study.get_trials(deepcopy=False) if t.params]
+            study.enqueue_trial(next(point for point in grid if point not in taken))
         return study.ask({key: dist for key, dist in space.items() if not isinstance(dist, str)})
 
     def _run(self, study: Study, jobs: dict[int, list[str]]) -> list[Sequence[JobReturn]]:

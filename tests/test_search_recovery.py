@@ -1,0 +1,52 @@
+"""A search killed between asking Optuna for a trial and sampling its values resumes.
+
+Such a kill leaves the study holding a RUNNING trial with no values and no folder: nobody's
+work. Resuming tells the study it failed, says so in one line, and asks a new trial in its
+place; before, every --resume stopped on 'a trial left running has no value for ...'.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+optuna = pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
+
+TINY = ["data=synthetic", "data.n_train=300", "data.n_test=100", "trainer.epochs=1"]
+
+
+def _study(sweep: Path):  # type: ignore[no-untyped-def]
+    return optuna.load_study(study_name="mlp_sweep", storage=f"sqlite:///{sweep}/optuna.db")
+
+
+def test_a_trial_asked_but_never_sampled_is_failed_and_replaced(run_cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "search"
+    args = ["-m", "hparams_search=optuna", *TINY, f"hydra.sweep.dir={sweep}"]
+    first = run_cli(*args, "hydra.sweeper.n_trials=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    # The state a SIGKILL between ask() and the sampling leaves: trial 2, RUNNING, no values.
+    stuck = _study(sweep).ask()
+    assert stuck.number == 2 and not stuck.params
+
+    resumed = run_cli("--resume", str(sweep))
+    said = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, said[-3000:]
+    assert "Traceback" not in said
+    lines = [line for line in said.splitlines() if "trial 2 was asked for" in line]
+    assert len(lines) == 1, said
+    assert lines[0].endswith(
+        "][HYDRA] trial 2 was asked for but got no values before the sweep was killed; "
+        "marked failed, a new trial takes its place"
+    )
+    trials = _study(sweep).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert not (sweep / "2").exists()
+
+    grown = run_cli(*args, "hydra.sweeper.n_trials=3")  # the same search, one trial more
+    assert grown.returncode == 0, grown.stderr[-3000:]
+    trials = _study(sweep).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert frame["trial"].tolist() == [0, 1, 3] and frame["status"].eq("ok").all()
