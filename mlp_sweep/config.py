@@ -152,6 +152,11 @@ class TrainerConfig:
     # Compiling takes seconds per run: worth it for long runs on a GPU, rarely for a sweep of
     # short CPU runs.
     compile: bool = False
+    # Seconds a run may train (per start: a resumed run gets them again); null: no limit. A run
+    # past it stops at the next step, is recorded `timeout` with the checkpoint of its last
+    # epoch, and --resume continues it. Not part of what a run computes, so changing it
+    # never refuses a resume.
+    time_limit: float | None = None
 
 
 @dataclass
@@ -203,7 +208,7 @@ class Config:
 # Keys that say how a run executes or is watched, not what it computes: a resume may change
 # them, and they are no hyperparameters to compare runs by. An entry ending in "." covers the
 # keys below it.
-RUN_SETTINGS = ("trainer.threads", "verbose", "logger.")
+RUN_SETTINGS = ("trainer.threads", "trainer.time_limit", "verbose", "logger.")
 
 
 def is_run_setting(key: str) -> bool:
@@ -236,6 +241,8 @@ def validate(cfg: Config) -> None:
     _positive("trainer.epochs", cfg.trainer.epochs, "an integer >= 1")
     _positive("trainer.batch_size", cfg.trainer.batch_size, "an integer >= 1")
     _positive("trainer.eval_batch_size", cfg.trainer.eval_batch_size, "an integer >= 1")
+    if cfg.trainer.time_limit is not None:
+        _positive("trainer.time_limit", cfg.trainer.time_limit, "a number of seconds > 0 or null")
     parse_threads(cfg.trainer.threads)
     if any(width < 1 for width in cfg.model.hidden):
         raise ConfigError(

@@ -15,6 +15,7 @@ class Status(StrEnum):
     DIVERGED = "diverged"  # stopped early: a loss went non-finite; a result, not a failure
     FAILED = "failed"  # raised an error, kept in the record and traceback.txt
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; its checkpoint holds the last epoch
+    TIMEOUT = "timeout"  # past trainer.time_limit; its checkpoint holds the last epoch
     # A summary's word for a folder whose run never wrote a record, or wrote a torn one.
     INCOMPLETE = "incomplete"
     UNREADABLE = "unreadable"

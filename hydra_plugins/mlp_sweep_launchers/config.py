@@ -16,6 +16,10 @@ class ParallelLauncherConf:
     # Jobs run at once; null: as many as the cores allow at trainer.threads each (with
     # threads=auto, one per core). 1 runs them one after another in a single worker.
     n_jobs: Optional[int] = None  # noqa: UP045 (see the module's note)
+    # How many times a job whose worker process died while running it (killed, out of memory,
+    # crashed) runs again, continuing from its checkpoint; 0: it is reported, and --resume
+    # runs it. A job that failed by itself is never retried: it would fail the same way.
+    retries: int = 0
 
 
 ConfigStore.instance().store(
@@ -28,6 +32,8 @@ class FusedLauncherConf:
     _target_: str = "hydra_plugins.mlp_sweep_launchers.fused_launcher.FusedLauncher"
     # As the parallel launcher's: workers at once (each trains a stack or a single job).
     n_jobs: Optional[int] = None  # noqa: UP045 (see the module's note)
+    # As the parallel launcher's; a stack whose worker died runs again as a whole.
+    retries: int = 0
     # auto: fuse a group only where a stack, measured here before the sweep starts (~1 s),
     # trains faster per run than the runs alone; always; never (the parallel launcher).
     fuse: str = "auto"

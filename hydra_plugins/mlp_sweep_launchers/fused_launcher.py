@@ -29,8 +29,9 @@ class FusedLauncher(ParallelLauncher):
         fuse: str = "auto",
         min_group: int = 2,
         max_group: int = 16,
+        retries: int = 0,
     ) -> None:
-        super().__init__(n_jobs=n_jobs)
+        super().__init__(n_jobs=n_jobs, retries=retries)
         if fuse not in ("auto", "always", "never"):
             raise ValueError(f"hydra.launcher.fuse={fuse}: choose one of auto, always, never")
         self.fuse = fuse

@@ -24,12 +24,17 @@ ON_CONSOLE = {"console": True}
 
 
 class ParallelLauncher(Launcher):
-    def __init__(self, n_jobs: int | None = None) -> None:
-        self.n_jobs = n_jobs
+    def __init__(self, n_jobs: int | None = None, retries: int = 0) -> None:
+        if not isinstance(retries, int) or retries < 0:
+            from mlp_sweep.errors import ConfigError
+
+            raise ConfigError("hydra.launcher.retries", retries, "must be an integer >= 0")
+        self.n_jobs, self.retries = n_jobs, retries
         self._pool: Any = None  # mlp_sweep.launch.pool.Pool, kept across launches
         self._pool_shape: tuple[int, int] | None = None
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
+        self._units: list[list[tuple[int, list[str]]]] = []
         self.task_function: TaskFunction | None = None
 
     def setup(
@@ -67,9 +72,10 @@ class ParallelLauncher(Launcher):
             jobs = HydraJobs(
                 self.hydra_context, self.task_function, self.config, Singleton.get_state()
             )
-            self._pool = Pool(jobs, workers, env={threads.ENV: str(per_job)})
+            self._pool = Pool(jobs, workers, {threads.ENV: str(per_job)}, self.retries, self._retry)
             self._pool_shape = (workers, per_job)
             atexit.register(self._pool.close)
+        self._units = units
         answers = self._pool.run([(unit,) for unit in units])
         done: dict[int, JobReturn] = {}
         for unit, (kind, value) in zip(units, answers, strict=True):
@@ -86,6 +92,13 @@ class ParallelLauncher(Launcher):
                     ret.status, ret.return_value = JobStatus.COMPLETED, None
                 done[idx] = ret
         return [done[idx] for idx, _ in numbered]
+
+    def _retry(self, index: int, lost: Any, retry: int) -> None:
+        for idx, overrides in self._units[index]:
+            log.warning(
+                f"job #{idx} ({' '.join(overrides)}): {lost}; running it again "
+                f"(retry {retry} of hydra.launcher.retries={self.retries})"
+            )
 
     def units(self, jobs: list[tuple[int, list[str]]]) -> list[list[tuple[int, list[str]]]]:
         """What each worker payload holds: here one job; hydra/launcher=fused groups them."""

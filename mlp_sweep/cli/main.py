@@ -74,7 +74,14 @@ def hydra_main(cfg: DictConfig) -> float | None:
         )
         if record["status"] == Status.FAILED:
             raise SystemExit(f"mlp_sweep: run failed: {record['error']}")
-    acc: Any = record.get("best_test_acc")
+        if record["status"] == Status.TIMEOUT:
+            raise SystemExit(
+                f"mlp_sweep: run {record['error']}; continue it with: python -m mlp_sweep "
+                f"{' '.join(job.overrides)} hydra.run.dir={hc.runtime.output_dir}"
+            )
+    # What a search maximizes: only a finished run's (a run failed or stopped at its time
+    # limit partway has no value to compare; the search records the trial as failed).
+    acc: Any = record.get("best_test_acc") if record.get("status") in FINISHED else None
     return acc
 
 

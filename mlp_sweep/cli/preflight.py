@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlp_sweep import hydra_compat
 from mlp_sweep.cli.checks import check_keys, in_schema, schema_node
 from mlp_sweep.config import Config, DataConfig, Dataset, to_config, validate
+from mlp_sweep.errors import ConfigError
 from mlp_sweep.paths import CONF_DIR
 from mlp_sweep.run.runner import prior_record
 from mlp_sweep.training.data import ensure_cached
@@ -61,6 +62,8 @@ def plan(config_name: str, overrides: list[str], multirun: bool) -> list[Job]:
     parsed = parser.parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]
     base = compose(config_name, fixed if multirun else overrides, return_hydra_config=True)
+    if multirun:
+        check_launcher(base.hydra.launcher)
     if not multirun:
         return [Job(overrides, Path(base.hydra.run.dir))]
     if base.hydra.sweeper.get("_target_") not in hydra_compat.GRID_SWEEPERS:
@@ -73,6 +76,23 @@ def plan(config_name: str, overrides: list[str], multirun: bool) -> list[Job]:
     by_number = isinstance(raw, dict) and raw.get("subdir") == "${hydra.job.num}"
     jobs = hydra_compat.expand_grid(parser.parse_overrides(grid))
     return [Job(job, sweep_dir / str(num) if by_number else None) for num, job in enumerate(jobs)]
+
+
+# mlp_sweep's launchers' keys whose values their types cannot check (hydra_plugins'
+# configs): refused here in one line, not by the launcher's constructor inside Hydra's run.
+LAUNCHER_CHOICES = {"fuse": ("auto", "always", "never")}
+
+
+def check_launcher(launcher: DictConfig) -> None:
+    retries = launcher.get("retries")
+    if retries is not None and (
+        isinstance(retries, bool) or not isinstance(retries, int) or retries < 0
+    ):
+        raise ConfigError("hydra.launcher.retries", retries, "must be an integer >= 0")
+    for key, choices in LAUNCHER_CHOICES.items():
+        value = launcher.get(key)
+        if value is not None and value not in choices:
+            raise ConfigError(f"hydra.launcher.{key}", value, f"choose one of {', '.join(choices)}")
 
 
 def check_data(cfg: DataConfig, checked: set[tuple[str, str]]) -> None:

@@ -153,9 +153,18 @@ class Pool:
     """
 
     def __init__(
-        self, execute: Callable[..., Any], workers: int, env: dict[str, str] | None = None
+        self,
+        execute: Callable[..., Any],
+        workers: int,
+        env: dict[str, str] | None = None,
+        retries: int = 0,
+        on_retry: Callable[[int, Lost, int], None] | None = None,
     ) -> None:
+        """retries: how many times a job whose worker died while running it runs again (a job
+        that raised is the app's own answer, never retried); on_retry(index, lost, retry) is
+        told each time."""
         self.workers, self.env = workers, dict(env or {})
+        self.retries, self.on_retry = retries, on_retry
         self._init = cloudpickle.dumps(execute)
         self._slots: list[_Slot] = []
 
@@ -181,7 +190,8 @@ class Pool:
         """
         todo = deque(enumerate(payloads))
         results: dict[int, tuple[str, Any]] = {}
-        deaths: dict[int, int] = {}  # workers that died holding a job, by job
+        deaths: dict[int, int] = {}  # workers that died before beginning a job, by job
+        retried: dict[int, int] = {}  # retries of jobs whose worker died running them
 
         def feed(slot: _Slot) -> None:
             slot.index, slot.started = None, False
@@ -232,11 +242,21 @@ class Pool:
                         # one it never began (it died starting up) goes to the next worker.
                         assert slot.index is not None
                         slot.process.join()
-                        deaths[slot.index] = deaths.get(slot.index, 0) + 1
-                        if slot.started or deaths[slot.index] >= MAX_START_DEATHS:
-                            results[slot.index] = ("lost", Lost(slot.index, slot.process.exitcode))
+                        lost = Lost(slot.index, slot.process.exitcode)
+                        if slot.started:
+                            retried[slot.index] = retried.get(slot.index, 0) + 1
+                            if retried[slot.index] <= self.retries:
+                                if self.on_retry is not None:
+                                    self.on_retry(slot.index, lost, retried[slot.index])
+                                todo.append((slot.index, payloads[slot.index]))
+                            else:
+                                results[slot.index] = ("lost", lost)
                         else:
-                            todo.appendleft((slot.index, payloads[slot.index]))
+                            deaths[slot.index] = deaths.get(slot.index, 0) + 1
+                            if deaths[slot.index] >= MAX_START_DEATHS:
+                                results[slot.index] = ("lost", lost)
+                            else:
+                                todo.appendleft((slot.index, payloads[slot.index]))
                         replace(slot)
         except BaseException as err:
             self.stop(getattr(err, "signum", signal.SIGINT))

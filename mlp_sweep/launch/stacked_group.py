@@ -34,10 +34,11 @@ from mlp_sweep.run.lifecycle import JobInfo, Lifecycle, one_line
 from mlp_sweep.run.record import now_iso
 from mlp_sweep.run.runner import prior_status
 from mlp_sweep.run.state import RunState, configure_process, start_state
-from mlp_sweep.status import FINISHED
+from mlp_sweep.status import FINISHED, Status
 from mlp_sweep.training import precision
 from mlp_sweep.training.data import Data, load_data
 from mlp_sweep.training.device import resolve_device
+from mlp_sweep.training.loop import TimeLimitReached
 from mlp_sweep.training.stacked import Member
 from mlp_sweep.training.stacked_sgd import fit_stacked
 
@@ -139,10 +140,22 @@ def train_group(entries: Sequence[Entry]) -> None:
             for member in alive:
                 members[id(member)].life.epoch_done(members[id(member)].state)
 
+        limit = first.trainer.time_limit  # the group's (fuse_key)
+        deadline = None if limit is None else time.monotonic() + limit
         try:
             with precision.autocast(first.trainer.precision, device):
                 for part in by_start.values():
-                    fit_stacked([r.member for r in part], data, epoch_done)
+                    fit_stacked([r.member for r in part], data, epoch_done, deadline)
+        except TimeLimitReached:
+            assert limit is not None
+            for run in runs:
+                if run.member.history.status == Status.DIVERGED:
+                    run.life.finished(run.member.history)
+                elif len(run.member.history.epochs) == run.entry.cfg.trainer.epochs:
+                    run.life.finished(run.member.history)  # an earlier part: done in time
+                else:
+                    run.life.timed_out(limit)
+            return
         except KeyboardInterrupt as err:
             for run in runs:
                 run.life.interrupted(err)

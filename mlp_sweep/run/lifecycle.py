@@ -104,6 +104,8 @@ class RunRecord:
             "best_epoch": None,
             "epochs_done": 0,
             "train_seconds": 0.0,
+            # How many times this run has started in this folder: resumes and retries count.
+            "attempt": 1,
             "resumed_from_epoch": None,
             "started_at": now_iso(),
             "finished_at": None,
@@ -134,6 +136,15 @@ class RunRecord:
         )
 
 
+def _attempts_before(run_dir: Path) -> int:
+    """The attempts an unfinished record in run_dir counts (0: a fresh folder)."""
+    try:
+        record = json.loads((run_dir / METRICS_FILE).read_text())
+        return int(record.get("attempt") or 1)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
 class Lifecycle:
     """One run's record through opened, started, epoch_done and its end; see the module."""
 
@@ -160,6 +171,7 @@ class Lifecycle:
         """The record says `running` from here on; the loggers are open (not yet started)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / TRACEBACK_FILE).unlink(missing_ok=True)  # an earlier failure's
+        self.record.fields["attempt"] = _attempts_before(self.run_dir) + 1
         self.record.update()
         if self.job.num is not None:  # the launch line, here rather than on the sweep's console
             self.log.info("job #%d: %s", self.job.num, " ".join(self.job.overrides))
@@ -254,6 +266,20 @@ class Lifecycle:
             "run interrupted (%s); resume continues from its checkpoint", signal_name(err)
         )
         self._close_loggers()
+
+    def timed_out(self, limit: float) -> dict[str, Any]:
+        """trainer.time_limit ran out: recorded, not raised, like a failure, but resumable:
+        the checkpoint holds the last epoch, and --resume continues from it."""
+        self.record.epochs_done(self.kept)
+        done = self.record.fields["epochs_done"]
+        self.log.warning(
+            "run stopped at its time limit (trainer.time_limit=%gs) after epoch %d; "
+            "--resume continues it from its checkpoint",
+            limit,
+            done,
+        )
+        error = f"stopped at trainer.time_limit={limit:g}s after epoch {done}"
+        return self._close(Status.TIMEOUT, error)
 
     def abandoned(self, why: str) -> None:
         """Left unfinished for another attempt to continue from its checkpoint."""

@@ -36,7 +36,7 @@ from mlp_sweep.status import FINISHED, Status
 from mlp_sweep.training import precision
 from mlp_sweep.training.data import load_data
 from mlp_sweep.training.device import resolve_device
-from mlp_sweep.training.loop import History, fit
+from mlp_sweep.training.loop import History, TimeLimitReached, fit
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,8 @@ def _train(life: Lifecycle) -> dict[str, Any]:
             life.epoch_done(state)
 
         trained = compiled(state.model) if cfg.trainer.compile else state.model
+        limit = cfg.trainer.time_limit
+        deadline = None if limit is None else time.monotonic() + limit
         with precision.autocast(cfg.trainer.precision, device):
             history = fit(
                 trained,
@@ -143,7 +145,11 @@ def _train(life: Lifecycle) -> dict[str, Any]:
                 state.generator,
                 state.history,
                 on_epoch,
+                deadline,
             )
+    except TimeLimitReached:
+        assert cfg.trainer.time_limit is not None
+        return life.timed_out(cfg.trainer.time_limit)
     except KeyboardInterrupt as err:  # Ctrl-C, SIGTERM: recorded, then passed on
         life.interrupted(err)
         raise

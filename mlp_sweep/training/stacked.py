@@ -48,6 +48,7 @@ def fuse_key(cfg: Config) -> tuple[object, ...] | None:
         tuple(cfg.model.hidden),
         cfg.loss,
         cfg.device,
+        t.time_limit,  # one clock for the stack
     )
 
 
