@@ -6,14 +6,23 @@ command's own (mlp_sweep.cli.early_workers); then the command runs (mlp_sweep.cl
 
 import sys
 
+# The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+
 
 def main() -> None:
-    from mlp_sweep.cli.early_workers import start_workers
+    try:
+        from mlp_sweep.cli.early_workers import start_workers
 
-    start_workers(sys.argv[1:])
-    from mlp_sweep.cli.main import main as command
+        start_workers(sys.argv[1:])
+        from mlp_sweep.cli.main import main as command
 
-    command()
+        command()
+    except KeyboardInterrupt:
+        # Ctrl-C while the command still starts (its imports, the check of every job): no
+        # run has begun, so there is nothing to record; the command says so in one line.
+        print("mlp_sweep: interrupted while starting; no run had begun", file=sys.stderr)
+        sys.exit(INTERRUPTED)
 
 
 # Guarded: the parallel launcher's spawned workers may import this module as __mp_main__.
