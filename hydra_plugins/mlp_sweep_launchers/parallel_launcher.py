@@ -89,7 +89,11 @@ class ParallelLauncher(Launcher):
                 )
                 if ours:  # the run's own record says what happened; the summary lists it
                     log.error(f"job #{idx} ({' '.join(overrides)}): {value}")
-                    ret.status, ret.return_value = JobStatus.COMPLETED, None
+                    # A worker that died leaves no answer: how the job ended is unknown (a
+                    # search keeps its trial open for --resume); the sweep goes on.
+                    died = kind == "lost"
+                    ret.status = JobStatus.UNKNOWN if died else JobStatus.COMPLETED
+                    ret.return_value = None
                 done[idx] = ret
         return [done[idx] for idx, _ in numbered]
 

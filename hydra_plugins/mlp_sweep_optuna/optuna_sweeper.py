@@ -170,6 +170,7 @@ class OptunaSweeper(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
+        self.open: set[int] = set()  # trials whose runs did not finish here: left RUNNING
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -234,7 +235,8 @@ class OptunaSweeper(Sweeper):
 
         def counted() -> int:  # a trial failed before it got its values did no work
             trials = study.get_trials(deepcopy=False, states=finished)
-            return sum(1 for t in trials if t.params or not sampled)
+            # Trials left open count too: --resume finishes them, n_trials in all.
+            return sum(1 for t in trials if t.params or not sampled) + len(self.open)
 
         while (done := counted()) < target:
             asked = [self._ask(study, space, grid) for _ in range(min(self.n_jobs, target - done))]
@@ -242,6 +244,25 @@ class OptunaSweeper(Sweeper):
 
         log.info(f"{best_line(study)}; study '{study.study_name}' in {storage}", extra=ON_CONSOLE)
         return returns
+
+    def _unfinished(self, number: int, job: JobReturn) -> bool:
+        """Whether a trial without a value is resumable rather than failed: its worker died
+        (the launcher could not say how the job ended), or its run's record says it stopped
+        unfinished (running when its worker died, interrupted, timeout). A run that failed
+        by itself would fail again: that trial is failed."""
+        from hydra.core.utils import JobStatus
+
+        from mlp_sweep.run.record import read_metrics
+        from mlp_sweep.status import Status
+
+        if job.status == JobStatus.UNKNOWN:
+            return True
+        assert self.config is not None
+        try:
+            status = read_metrics(Path(str(self.config.hydra.sweep.dir)) / str(number))["status"]
+        except (OSError, ValueError, KeyError):
+            return False  # no record of ours: another app's task, judged by its return
+        return status in (Status.RUNNING, Status.INTERRUPTED, Status.TIMEOUT)
 
     def _never_given(self, study: Study, trial: FrozenTrial, space: Space, sweep_dir: Path) -> bool:
         """A trial the sweep asked for but was killed before it sampled its values: it has
@@ -315,7 +336,13 @@ class OptunaSweeper(Sweeper):
             results = self.launcher.launch(batch, initial_job_idx=numbers[0])
             for number, job in zip(numbers, results, strict=True):
                 value, why = objective(job)
-                if value is None:
+                if value is None and self._unfinished(number, job):
+                    self.open.add(number)  # not told: --resume continues it in its folder
+                    log.warning(
+                        f"trial {number} did not finish (its worker died, or it was stopped at "
+                        "its time limit); it stays open and --resume continues it"
+                    )
+                elif value is None:
                     log.warning(f"trial {number} failed: the job {why}")
                     study.tell(number, state=TrialState.FAIL)
                 else:
