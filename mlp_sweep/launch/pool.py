@@ -37,6 +37,8 @@ from typing import Any
 
 import cloudpickle
 
+from mlp_sweep.run.interrupt import started_blocked
+
 log = logging.getLogger(__name__)
 
 # How long stopped workers get to record `interrupted` and exit before SIGKILL.
@@ -116,7 +118,8 @@ def _spawn(preload: str | None) -> _Slot:
     ctx = multiprocessing.get_context("spawn")
     parent_end, child_end = ctx.Pipe()
     process = ctx.Process(target=_worker, args=(child_end, preload), name="mlp_sweep-worker")
-    process.start()
+    with started_blocked():
+        process.start()
     child_end.close()
     return _Slot(process, parent_end)
 

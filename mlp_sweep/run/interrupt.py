@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+# The signals that stop a run: Ctrl-C, and what `kill`, SLURM and job schedulers send.
+STOPS = {signal.SIGINT, signal.SIGTERM}
+
 
 class Interrupted(KeyboardInterrupt):
     """A signal asked this process to stop."""
@@ -52,7 +55,24 @@ def defer_signals() -> list[int]:
 
     signal.signal(signal.SIGINT, note)
     signal.signal(signal.SIGTERM, note)
+    # A worker starts with both blocked (see started_blocked): any that came while its
+    # interpreter started are delivered now, to `note`.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
     return noted
+
+
+@contextmanager
+def started_blocked() -> Iterator[None]:
+    """Start a process within the block and it begins with SIGINT and SIGTERM blocked, as a
+    new process inherits its parent's signal mask: a Ctrl-C in its first moments (Python's own
+    start-up, before any handler of ours) stays pending until defer_signals() takes it, where
+    it would have printed Python's fatal-error report. The parent's own signals of that moment
+    are only held back until the block ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def stop_on_signals() -> None:
