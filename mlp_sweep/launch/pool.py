@@ -32,6 +32,7 @@ import signal
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -118,6 +119,9 @@ def _spawn(preload: str | None) -> _Slot:
     ctx = multiprocessing.get_context("spawn")
     parent_end, child_end = ctx.Pipe()
     process = ctx.Process(target=_worker, args=(child_end, preload), name="mlp_sweep-worker")
+    # multiprocessing starts its resource tracker with the first process, and then unblocks
+    # SIGINT and SIGTERM in this process whatever they were: started first, outside the block.
+    resource_tracker.ensure_running()
     with started_blocked():
         process.start()
     child_end.close()
