@@ -45,7 +45,7 @@ class ParallelLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from mlp_sweep.launch.jobs import HydraJobs, threads_asked
+        from mlp_sweep.launch.jobs import HydraJobs, mark_worker_died, threads_asked
         from mlp_sweep.launch.pool import Pool
         from mlp_sweep.launch.task import is_mlp_sweep_task
         from mlp_sweep.training import threads
@@ -89,11 +89,9 @@ class ParallelLauncher(Launcher):
                 )
                 if ours:  # the run's own record says what happened; the summary lists it
                     log.error(f"job #{idx} ({' '.join(overrides)}): {value}")
-                    # A worker that died leaves no answer: how the job ended is unknown (a
-                    # search keeps its trial open for --resume); the sweep goes on.
-                    died = kind == "lost"
-                    ret.status = JobStatus.UNKNOWN if died else JobStatus.COMPLETED
-                    ret.return_value = None
+                    ret.status, ret.return_value = JobStatus.COMPLETED, None
+                    if kind == "lost":  # a search keeps its trial open for --resume
+                        mark_worker_died(ret)
                 done[idx] = ret
         return [done[idx] for idx, _ in numbered]
 

@@ -250,12 +250,11 @@ class OptunaSweeper(Sweeper):
         (the launcher could not say how the job ended), or its run's record says it stopped
         unfinished (running when its worker died, interrupted, timeout). A run that failed
         by itself would fail again: that trial is failed."""
-        from hydra.core.utils import JobStatus
-
+        from mlp_sweep.launch.jobs import worker_died
         from mlp_sweep.run.record import read_metrics
         from mlp_sweep.status import Status
 
-        if job.status == JobStatus.UNKNOWN:
+        if worker_died(job):
             return True
         assert self.config is not None
         try:

@@ -53,6 +53,20 @@ def threads_asked(config: DictConfig, job_overrides: Sequence[Sequence[str]]) ->
     return max((c for c in counts if c), default=None)
 
 
+# Set on the JobReturn of a job whose worker process died: how it ended is not known.
+_WORKER_DIED = "mlp_sweep_worker_died"
+
+
+def mark_worker_died(ret: JobReturn) -> None:
+    setattr(ret, _WORKER_DIED, True)
+
+
+def worker_died(ret: JobReturn) -> bool:
+    """Whether this job's worker died while running it (the parallel and fused launchers
+    return it COMPLETED with no value, so a grid goes on; a search keeps its trial open)."""
+    return getattr(ret, _WORKER_DIED, False) is True
+
+
 def skipped(overrides: Sequence[str], config: DictConfig, why: str) -> JobReturn:
     """A job that did not run here; COMPLETED so the sweep goes on, None as its value."""
     ret = JobReturn(overrides=list(overrides), cfg=config, working_dir=os.getcwd())
