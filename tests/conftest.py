@@ -1,5 +1,8 @@
+"""Fixtures shared by the test files; plain helpers are in tests/helpers.py."""
+
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,18 +15,14 @@ from omegaconf import DictConfig
 
 from mlp_sweep.config import Config, register_configs, to_config
 from mlp_sweep.paths import CONF_DIR
+from tests.helpers import QUICK, QUIET_THREADS, cli_env
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["cli_env"]  # tests/test_lifecycle.py imports it from here; tests.helpers has it
+
 register_configs()
-
-# Small enough for a few seconds a run on 2 cores, big enough to learn something.
-QUICK = [
-    "data.limit_train=2000",
-    "data.limit_test=500",
-    "trainer.epochs=2",
-    "trainer.batch_size=50",
-    "optim.lr=0.1",
-]
+# Before any test module imports torch (nothing imported so far does): see QUIET_THREADS.
+for _name, _value in QUIET_THREADS.items():
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture
@@ -35,14 +34,6 @@ def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
 @pytest.fixture
 def typed_cfg(compose_cfg: Callable[..., DictConfig]) -> Callable[..., Config]:
     return lambda *overrides: to_config(compose_cfg(*overrides))
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    env["PYTHONUNBUFFERED"] = "1"
-    # The checkout under test, whatever copy of mlp_sweep happens to be installed.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
 
 
 @pytest.fixture
@@ -68,57 +59,114 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
-def start_cli(
-    *args: str,
-    cwd: Path,
-    stdout: int | None = subprocess.PIPE,
-    env: dict[str, str] | None = None,
-) -> subprocess.Popen[str]:
-    """`python -m mlp_sweep args...` in its own process group, as a terminal would run it."""
-    return subprocess.Popen(
+def _command(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "mlp_sweep", *args],
         cwd=cwd,
-        env=env or cli_env(),
-        stdout=stdout,
-        stderr=subprocess.PIPE if stdout is not None else subprocess.DEVNULL,
-        start_new_session=True,
+        env=cli_env(),
+        capture_output=True,
         text=True,
+        timeout=240,
     )
 
 
-def wait_for(
-    condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 120
-) -> None:
-    """Poll until condition() holds; fail if the process ends first or time runs out."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc.poll() is None, "the command ended before the moment the test waits for"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+# The real commands several files read (and never change): each runs once a session.
+ACTIVATION_SWEEP = ["-m", "model.act=relu,leaky,selu,softplus", *QUICK, "device=cpu"]
+SINGLE_RUN = ["device=cpu", "data=synthetic", "data.n_train=400", "data.n_test=200"]
+SINGLE_RUN += ["trainer.batch_size=50", "trainer.epochs=2"]
 
 
-def epochs_written(run_dir: Path) -> int:
-    """Epochs in run_dir's history.csv so far (0 when there is none yet)."""
-    try:
-        return max(0, len((run_dir / "history.csv").read_text().splitlines()) - 1)
-    except OSError:
-        return 0
+@pytest.fixture(scope="session")
+def activation_sweep(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`python -m mlp_sweep -m model.act=relu,leaky,selu,softplus` on a 2000-image MNIST subset
+    (ACTIVATION_SWEEP), off a terminal, on the default launcher: its output and its folder.
+    Read by tests/test_sweep.py (what it writes) and tests/test_console.py (what it prints)."""
+    root = tmp_path_factory.mktemp("activation_sweep")
+    sweep = root / "acts"
+    return _command([*ACTIVATION_SWEEP, f"hydra.sweep.dir={sweep}"], root), sweep
 
 
-def group_gone(pgid: int, timeout: float = 10) -> bool:
-    """True once no process of the group is left (zombies are reaped by init within moments)."""
-    import time
+@pytest.fixture(scope="session")
+def single_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`python -m mlp_sweep` with SINGLE_RUN's values and the default run folder: its output
+    and the folder it started in. Read by tests/test_sweep.py and tests/test_console.py."""
+    root = tmp_path_factory.mktemp("single_run")
+    return _command(SINGLE_RUN, root), root
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+@pytest.fixture
+def run_main(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    hydra_restore_singletons: None,
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The command's entry point (mlp_sweep.cli.main.main) called in this process, in tmp_path,
+    with sys.argv as `python -m mlp_sweep args...` sets it: run_cli's answer without a new
+    process (~2.5 s of imports each). For what needs no real process: refusals, printed configs,
+    a single run's overrides. What a call changes in the process is put back after it: logging
+    (Hydra configures it), torch's threads and determinism, the entry point's module state.
+    """
+    import torch
+
+    from mlp_sweep.cli import main as cli
+    from mlp_sweep.results import sweep_callback
+    from mlp_sweep.training import data
+
+    def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(cwd or tmp_path)
+        monkeypatch.setattr(sys, "argv", ["mlp_sweep", *args])
+        monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+        monkeypatch.setattr(sweep_callback, "ACTIVE", sweep_callback.Active())
+        monkeypatch.setattr(data, "ORIGIN", data.ORIGIN)
+        logs = _logging_state()
+        threads = torch.get_num_threads()
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        capsys.readouterr()  # what came before is not this command's
+        code: object = 0
         try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    return False
+            cli.main()
+        except SystemExit as done:
+            code = done.code
+        finally:
+            _restore_logging(logs)
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(deterministic)
+        out, err = capsys.readouterr()
+        if isinstance(code, str):  # as the interpreter does: the text on stderr, exit 1
+            err, code = f"{err}{code}\n", 1
+        assert isinstance(code, int | None), code
+        return subprocess.CompletedProcess(["mlp_sweep", *args], code or 0, out, err)
+
+    return run
+
+
+LoggingState = dict[logging.Logger, tuple[int, list[logging.Handler], bool, bool]]
+
+
+def _loggers() -> list[logging.Logger]:
+    named = logging.Logger.manager.loggerDict.values()
+    return [logging.getLogger(), *(lg for lg in named if isinstance(lg, logging.Logger))]
+
+
+def _logging_state() -> LoggingState:
+    return {lg: (lg.level, list(lg.handlers), lg.disabled, lg.propagate) for lg in _loggers()}
+
+
+def _restore_logging(state: LoggingState) -> None:
+    """Every logger as it was; handlers added since (Hydra's console and file ones) closed."""
+    for logger in _loggers():
+        level, handlers, disabled, propagate = state.get(logger, (logging.NOTSET, [], False, True))
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers = handlers
+        logger.setLevel(level)
+        logger.disabled, logger.propagate = disabled, propagate
 
 
 @pytest.fixture
@@ -130,17 +178,3 @@ def hydra_defaults(hydra_restore_singletons: None) -> None:
     from hydra.version import VersionBase
 
     Singleton._instances.pop(VersionBase, None)  # type: ignore[attr-defined]
-
-
-HISTORY_COLUMNS = ["epoch", "train_loss", "test_loss", "test_acc"]
-
-
-def assert_same_history(run_dir: Path, reference: Path) -> None:
-    """run_dir trained exactly as reference did, epoch by epoch, to the last bit."""
-    import pandas as pd
-
-    pd.testing.assert_frame_equal(
-        pd.read_csv(run_dir / "history.csv")[HISTORY_COLUMNS],
-        pd.read_csv(reference / "history.csv")[HISTORY_COLUMNS],
-        check_exact=True,
-    )

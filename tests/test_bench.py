@@ -21,8 +21,11 @@ def test_the_epoch_flop_count_of_the_tutorial_mlp() -> None:
 def test_a_small_run_of_the_benchmark_writes_a_consistent_json(run_cli, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = run_cli(
+        # One thread: two would wait on each other whenever the 2-core machine is busy.
         "--repeats", "1", "--epochs", "1", "--hidden", "32", "--tutorial-batches", "3",
-        "--sweep-args=-m model.act=relu,selu data=synthetic trainer.epochs=2",
+        "--threads", "1",
+        # The basic launcher: the sweep's figures without two workers importing torch.
+        "--sweep-args=-m model.act=relu,selu data=synthetic trainer.epochs=2 hydra/launcher=basic",
         "--json", str(out),
         module="mlp_sweep.bench",
     )  # fmt: skip

@@ -1,9 +1,16 @@
 """Hydra's whole command line through the real entry point: what works, and one line for what
-does not. Each row is a command as a user types it, its exit code and what it must print."""
+does not. Each row is a command as a user types it, its exit code and what it must print.
+
+The sweep forms run as real processes (`python -m mlp_sweep -m ...`), one sweep per form; the
+rest call the same entry point in this process (conftest's run_main), which a new process would
+only make ~2.5 s slower: what a real process adds to a refusal (its exit code, no traceback) is
+tests/test_errors.py::test_real_process_exit_code_and_no_traceback's to check.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -86,8 +93,8 @@ REFUSED = [
 
 
 @pytest.mark.parametrize("args,line", [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
-def test_refused_in_one_line(run_cli, tmp_path: Path, args: list[str], line: str) -> None:
-    result = run_cli(*args)
+def test_refused_in_one_line(run_main, tmp_path: Path, args: list[str], line: str) -> None:
+    result = run_main(*args)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mlp_sweep: error: "), result.stderr
@@ -131,33 +138,57 @@ def record(run_dir: Path) -> dict:
 # (id, single-run overrides, {param: expected value in the run's record})
 RUNS = [
     ("plus-plus", ["++trainer.batch_size=50"], {"trainer.batch_size": 50}),
-    ("empty-list", ["model.hidden=[]"], {"model.hidden": []}),
+    ("empty-list", ["model.hidden=[]"], {"model.hidden": []}),  # logistic regression
     ("null-for-optional", ["data.limit_test=null"], {"data.limit_test": None}),
     ("experiment-preset", ["experiment=tutorial", *TINY], {"model.output_act": True}),
-    ("hydra-verbose", ["hydra.verbose=true"], {"model.act": "relu"}),
-    ("chdir", ["hydra.job.chdir=true"], {"model.act": "relu"}),
     (
         "dict-value",
         ["optim={name: adam, lr: 0.01, betas: [0.8, 0.9]}"],
         {"optim.betas": [0.8, 0.9]},
     ),
 ]
+HYDRA_DEBUG = "Installed Hydra Plugins"  # one of the lines hydra.verbose=true adds
 
 
 @pytest.mark.parametrize("args,expected", [r[1:] for r in RUNS], ids=[r[0] for r in RUNS])
-def test_single_run_forms(run_cli, tmp_path: Path, args: list[str], expected: dict) -> None:
-    result = run_cli(*TINY, *args, "hydra.run.dir=run")
+def test_single_run_forms(run_main, tmp_path: Path, args: list[str], expected: dict) -> None:
+    result = run_main(*TINY, *args, "hydra.run.dir=run")
     assert result.returncode == 0, result.stderr[-3000:]
     params = record(tmp_path / "run")["params"]
     for key, value in expected.items():
         assert params[key] == value, key
+    assert result.stdout.splitlines()[-1].startswith("ok: test_acc")
+    assert HYDRA_DEBUG not in result.stdout  # only with hydra.verbose=true
 
 
-def test_relative_data_root_under_chdir(run_cli, tmp_path: Path) -> None:
+def test_hydra_verbose_shows_hydras_debug_lines(run_main, tmp_path: Path) -> None:
+    result = run_main(*TINY, "hydra.verbose=true", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"[HYDRA] {HYDRA_DEBUG}" in result.stdout
+    assert "[HYDRA] Config search path" in result.stdout
+    assert record(tmp_path / "run")["status"] == "ok"
+
+
+@pytest.mark.parametrize("chdir", [True, False], ids=["chdir", "no-chdir"])
+def test_chdir_runs_the_job_in_its_folder(run_main, tmp_path: Path, chdir: bool) -> None:
+    """A relative path the job opens (here its log file's) lands in the run's folder under
+    hydra.job.chdir=true, and in the folder the command started from without it."""
+    result = run_main(
+        *TINY, f"hydra.job.chdir={str(chdir).lower()}", "hydra.run.dir=run",
+        "hydra.job_logging.handlers.file.filename=job.log",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert record(tmp_path / "run")["status"] == "ok"
+    log = (tmp_path / "run" / "job.log") if chdir else (tmp_path / "job.log")
+    assert "epoch 1/1" in log.read_text()
+    assert not ((tmp_path / "job.log") if chdir else (tmp_path / "run" / "job.log")).exists()
+
+
+def test_relative_data_root_under_chdir(run_main, tmp_path: Path) -> None:
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds" / "MNIST").symlink_to(DATA_DIR / "MNIST")
     args = ["data.root=ds", "data.limit_train=500", "data.limit_test=100", "trainer.epochs=1"]
-    result = run_cli(*args, "hydra.job.chdir=true", "hydra.run.dir=run")
+    result = run_main(*args, "hydra.job.chdir=true", "hydra.run.dir=run")
     assert result.returncode == 0, result.stderr[-3000:]
     assert record(tmp_path / "run")["status"] == "ok"
 
@@ -174,35 +205,36 @@ def test_relative_data_root_under_chdir(run_cli, tmp_path: Path) -> None:
     ],
     ids=["cfg", "cfg-package", "cfg-resolve", "info", "completion", "help"],
 )
-def test_hydra_flags_print_and_exit_0(run_cli, args: list[str], first: str) -> None:
-    result = run_cli(*args)
+def test_hydra_flags_print_and_exit_0(run_main, args: list[str], first: str) -> None:
+    result = run_main(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[0].startswith(first)
 
 
-def test_config_dir_of_your_own_presets(run_cli, tmp_path: Path) -> None:
+def test_config_dir_of_your_own_presets(run_main, tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "fast.yaml").write_text("defaults:\n  - config\n  - _self_\nmodel:\n  act: selu\n")
-    result = run_cli("-cd", str(mine), "-cn", "fast", *TINY, "hydra.run.dir=run")
+    result = run_main("-cd", str(mine), "-cn", "fast", *TINY, "hydra.run.dir=run")
     assert result.returncode == 0, result.stderr[-3000:]
     assert record(tmp_path / "run")["params"]["model.act"] == "selu"
 
 
-def test_experimental_rerun_of_a_saved_job(run_cli, tmp_path: Path) -> None:
+@pytest.mark.filterwarnings("ignore:Experimental rerun CLI option")  # Hydra says it
+def test_experimental_rerun_of_a_saved_job(run_main, tmp_path: Path) -> None:
     save = (
         "+hydra.callbacks.save_job_info._target_=hydra.experimental.callbacks.PickleJobInfoCallback"
     )
-    first = run_cli(*TINY, "model.act=selu", save, "hydra.run.dir=first")
+    first = run_main(*TINY, "model.act=selu", save, "hydra.run.dir=first")
     assert first.returncode == 0, first.stderr[-3000:]
     pickle = tmp_path / "first" / ".hydra" / "config.pickle"
     assert pickle.is_file()
-    again = run_cli("--experimental-rerun", str(pickle))
+    again = run_main("--experimental-rerun", str(pickle))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "ok: test_acc" in again.stdout
 
 
-def test_config_path_and_dir_mistakes_are_one_line(run_cli, tmp_path: Path) -> None:
+def test_config_path_and_dir_mistakes_are_one_line(run_main, tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "fast.yaml").write_text("defaults:\n  - config\n  - _self_\n")
@@ -213,35 +245,57 @@ def test_config_path_and_dir_mistakes_are_one_line(run_cli, tmp_path: Path) -> N
         (["-cd", str(mine), "-cn", "slow"], "-cn/--config-name=slow: no primary config 'slow' in"),
     ]
     for args, line in cases:
-        result = run_cli(*args)
+        result = run_main(*args)
         assert result.returncode == 2, (args, result.stderr[-2000:])
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and line in lines[0], (args, result.stderr)
 
 
-@pytest.mark.parametrize(
-    "override,line",
-    [
-        (
-            "hydra/launcher=slurm",
-            'hydra/launcher=slurm needs the cluster extra: pip install ".[cluster]"',
-        ),
-        (
-            "hparams_search=optuna",
-            'hparams_search=optuna needs the search extra: pip install ".[search]"',
-        ),
-    ],
-)
-def test_a_missing_extra_is_named(
-    monkeypatch: pytest.MonkeyPatch, override: str, line: str
-) -> None:
-    import importlib.util
+# (the option, the module its extra installs, the extra, the line that names it)
+EXTRAS = [
+    (
+        "hydra/launcher=slurm",
+        "hydra_plugins.hydra_submitit_launcher",
+        "cluster",
+        'hydra/launcher=slurm needs the cluster extra: pip install ".[cluster]"',
+    ),
+    (
+        "hparams_search=optuna",
+        "optuna",
+        "search",
+        'hparams_search=optuna needs the search extra: pip install ".[search]"',
+    ),
+]
 
-    from mlp_sweep.cli.checks import CommandError, check_flags
+
+@pytest.mark.parametrize("override,module,extra,line", EXTRAS, ids=[e[2] for e in EXTRAS])
+def test_a_missing_extra_is_named(
+    monkeypatch: pytest.MonkeyPatch, run_main, override: str, module: str, extra: str, line: str
+) -> None:
+    """Without the extra (its module None in sys.modules: what `import` sees when it is not
+    installed), the command refuses in one line that names the extra, whether it is installed
+    here or not."""
+    monkeypatch.setitem(sys.modules, module, None)
+    result = run_main("-m", override, *TINY)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [f"mlp_sweep: error: {line}"]
+
+
+@pytest.mark.parametrize("override,module,extra,line", EXTRAS, ids=[e[2] for e in EXTRAS])
+def test_an_installed_extra_is_accepted(override: str, module: str, extra: str, line: str) -> None:
+    from mlp_sweep.cli.checks import check_flags
     from mlp_sweep.hydra_compat import parse_args
 
-    check_flags(parse_args(["-m", override]))  # installed here: accepted
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    with pytest.raises(CommandError) as refused:
-        check_flags(parse_args(["-m", override]))
-    assert str(refused.value) == line
+    pytest.importorskip(module, reason=f'needs the {extra} extra: pip install ".[{extra}]"')
+    check_flags(parse_args(["-m", override]))  # no CommandError: the check finds the module
+
+
+def test_the_optuna_sweeper_without_optuna_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hydra/sweeper=mlp_sweep_optuna chosen directly (not through hparams_search=optuna)."""
+    from hydra_plugins.mlp_sweep_optuna.optuna_sweeper import MISSING_OPTUNA, OptunaSweeper
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # what `import optuna` sees when not installed
+    with pytest.raises(ImportError) as err:
+        OptunaSweeper().setup(hydra_context=None, task_function=None, config=None)  # type: ignore[arg-type]
+    assert str(err.value) == MISSING_OPTUNA
+    assert "pip install" in MISSING_OPTUNA and ".[search]" in MISSING_OPTUNA

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env
 
 from mlp_sweep.results.progress import Progress
+from tests.helpers import cli_env
 
 TINY = ["data=synthetic", "data.n_train=400", "data.n_test=200", "trainer.batch_size=50"]
 RUN_LINE = re.compile(
@@ -26,14 +26,8 @@ RUN_LINE = re.compile(
 )
 
 
-def test_a_four_run_sweep_off_a_terminal_prints_one_line_per_run(
-    tmp_path: Path, run_cli: Callable[..., subprocess.CompletedProcess[str]]
-) -> None:
-    sweep = tmp_path / "sweep"
-    done = run_cli(
-        "-m", "model.act=relu,leaky,selu,softplus", *TINY, "trainer.epochs=2",
-        f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+def test_a_four_run_sweep_off_a_terminal_prints_one_line_per_run(activation_sweep) -> None:
+    done, sweep = activation_sweep  # conftest: -m model.act=relu,leaky,selu,softplus, 2 epochs
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     table_start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("model.act"))
@@ -68,10 +62,8 @@ def test_verbose_brings_the_launch_and_epoch_lines_back(
     assert "[2/2] model.act=" in done.stdout
 
 
-def test_a_single_run_keeps_its_epoch_lines(
-    run_cli: Callable[..., subprocess.CompletedProcess[str]],
-) -> None:
-    done = run_cli(*TINY, "trainer.epochs=2")
+def test_a_single_run_keeps_its_epoch_lines(single_run) -> None:
+    done, _ = single_run  # conftest: SINGLE_RUN, 2 epochs
     assert done.returncode == 0, done.stderr
     assert "epoch 1/2" in done.stdout and "epoch 2/2" in done.stdout
 
@@ -173,7 +165,8 @@ def test_progress_reports_each_finished_run_once_and_skips_what_finished_before(
 
 
 def test_completion_through_the_console_script_in_bash(tmp_path: Path) -> None:
-    """`eval "$(mlp-sweep -sc install=bash)"`, then what bash offers after `mlp-sweep model.a`."""
+    """`eval "$(mlp-sweep -sc install=bash)"`, then what bash offers after `mlp-sweep model.act=s`
+    (the values mlp_sweep completes itself: each query is a process of the console script)."""
     here = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     script = shutil.which("mlp-sweep", path=here)
     if script is None:
@@ -183,11 +176,10 @@ def test_completion_through_the_console_script_in_bash(tmp_path: Path) -> None:
     complete = (
         'eval "$(mlp-sweep -sc install=bash)"\n'
         "complete -p mlp-sweep\n"
-        "for line in 'mlp-sweep model.a' 'mlp-sweep model.act=s' 'mlp-sweep logg'; do\n"
-        '  COMP_LINE="$line"; COMP_POINT=${#line}; read -ra COMP_WORDS <<< "$line"\n'
-        "  COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))\n"
-        '  hydra_bash_completion; echo "$line -> ${COMPREPLY[*]}"\n'
-        "done\n"
+        "line='mlp-sweep model.act=s'\n"
+        'COMP_LINE="$line"; COMP_POINT=${#line}; read -ra COMP_WORDS <<< "$line"\n'
+        "COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))\n"
+        'hydra_bash_completion; echo "$line -> ${COMPREPLY[*]}"\n'
     )
     env = {**cli_env(), "PATH": f"{Path(script).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(
@@ -196,11 +188,25 @@ def test_completion_through_the_console_script_in_bash(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "hydra_bash_completion" in lines[0] and lines[0].endswith("mlp-sweep")
-    assert "model.act=" in lines[1].split(" -> ")[1].split()
-    assert set(lines[2].split(" -> ")[1].split()) == {
+    assert set(lines[1].split(" -> ")[1].split()) == {
         "model.act=selu", "model.act=softplus", "model.act=sigmoid", "model.act=silu",
     }  # fmt: skip
-    assert "logger=" in lines[3].split(" -> ")[1].split()
+
+
+@pytest.mark.parametrize(
+    "line,offered", [("mlp-sweep model.a", "model.act="), ("mlp-sweep logg", "logger=")]
+)
+def test_completion_of_keys_and_groups(
+    run_main, monkeypatch: pytest.MonkeyPatch, line: str, offered: str
+) -> None:
+    """Hydra's own completion, through the entry point: what hydra_bash_completion asks the
+    script (`-sc query=bash` with COMP_LINE set), called here, filtered as its compgen does."""
+    monkeypatch.setenv("COMP_LINE", line)
+    monkeypatch.setenv("COMP_POINT", str(len(line)))
+    done = run_main("-sc", "query=bash")
+    assert done.returncode == 0, done.stderr
+    word = line.split()[-1]
+    assert offered in [choice for choice in done.stdout.split() if choice.startswith(word)]
 
 
 def test_run_names_keep_the_swept_values_short() -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import assert_same_history, cli_env, epochs_written, wait_for
 
 from mlp_sweep.config import DataConfig
 from mlp_sweep.training.data import DATA_DIR, IDX_FILES, prepare_raw
+from tests.helpers import assert_same_history, cli_env, epochs_written, wait_for
 
 # ~0.15 s an epoch on 2 cores: long enough to be killed mid-run, short enough for the suite.
 KILL_ARGS = [
@@ -144,7 +144,10 @@ def test_one_failing_configuration_still_gets_a_full_summary(
 
 def test_diverged_run_is_a_result_not_a_failure(run_cli, tmp_path: Path) -> None:
     sweep = tmp_path / "diverging"
-    result = run_cli("-m", "optim.lr=0.01,1e12", *SYNTH, f"hydra.sweep.dir={sweep}")
+    # The basic launcher: a status of the run's own, whichever process trains it.
+    result = run_cli(
+        "-m", "optim.lr=0.01,1e12", *SYNTH, "hydra/launcher=basic", f"hydra.sweep.dir={sweep}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     frame = pd.read_csv(sweep / "summary.csv")
     assert frame["status"].tolist() == ["ok", "diverged"]
@@ -191,14 +194,14 @@ def finished_sweep(finished_once: Path, tmp_path: Path) -> Path:
     ids=["changed sweep", "changed fixed value", "bad value", "bad choice"],
 )
 def test_finished_sweep_is_never_touched_by_a_refused_command(
-    run_cli, finished_sweep: Path, change: list[str], message: str
+    run_main, finished_sweep: Path, change: list[str], message: str
 ) -> None:
+    """Refused by the entry point, called here (a refusal needs no process of its own)."""
     before = {
         **digest(finished_sweep),
         "multirun.yaml": (finished_sweep / "multirun.yaml").read_text(),
     }
-    synth = [a for a in SYNTH]
-    result = run_cli("-m", *change, *synth, f"hydra.sweep.dir={finished_sweep}")
+    result = run_main("-m", *change, *SYNTH, f"hydra.sweep.dir={finished_sweep}")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
@@ -228,8 +231,8 @@ def test_resume_reruns_only_what_is_missing(run_cli, finished_sweep: Path) -> No
     assert again.returncode == 0 and "resuming: 2 of 2 runs already finished" in again.stdout
 
 
-def test_resume_of_a_folder_that_is_no_sweep(run_cli, tmp_path: Path) -> None:
-    result = run_cli("--resume", str(tmp_path))
+def test_resume_of_a_folder_that_is_no_sweep(run_main, tmp_path: Path) -> None:
+    result = run_main("--resume", str(tmp_path))
     assert result.returncode == 2
     saved = tmp_path / "multirun.yaml"
     assert result.stderr.strip().splitlines() == [
@@ -263,7 +266,12 @@ def test_sigkill_during_atomic_writes_never_tears_a_file(tmp_path: Path) -> None
         assert data in (b"a" * 4_000_000, b"b" * 4_000_000)
 
 
+@pytest.mark.slow  # the default suite keeps a cheaper check of it: see the docstring
 def test_same_seed_is_bit_identical_across_processes(run_cli, tmp_path: Path) -> None:
+    """Two processes, the same MNIST run: the same numbers to the last bit. By default,
+    tests/test_sweep.py::test_a_run_is_reproducible_from_its_own_folder checks the same of a
+    sweep's run and its rerun in a new process (and the interrupt and fault tests of resumed
+    runs against uninterrupted ones)."""
     args = ["data.limit_train=3000", "data.limit_test=500", "trainer.epochs=2", "model.act=selu"]
     records = []
     for name in ("first", "second"):

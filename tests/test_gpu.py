@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlp_sweep.config import Config, DataConfig, TrainerConfig
+from mlp_sweep.config import Config, DataConfig, Impl, ModelConfig, TrainerConfig
 from mlp_sweep.run.runner import run
+from mlp_sweep.training.model import build_mlp
 
 pytestmark = [
     pytest.mark.gpu,
@@ -43,17 +44,39 @@ def test_cuda_sweep_through_the_entry_point(run_cli, tmp_path: Path) -> None:
     assert frame["status"].eq("ok").all()
 
 
-def test_same_model_on_cpu_and_cuda_agrees() -> None:
-    from mlp_sweep.config import ModelConfig
-    from mlp_sweep.training.model import build_mlp
-
+@pytest.mark.parametrize("impl", list(Impl), ids=lambda impl: impl.value)
+def test_the_same_weights_compute_the_same_on_cpu_and_cuda(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build_mlp draws a model's weights on its own device (CUDA's generator on a GPU, not the
+    CPU's), so the GPU model is given the CPU model's weights; then both compute one function."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)  # fp32 as on the CPU
+    cfg = ModelConfig(impl=impl)
     torch.manual_seed(0)
-    cpu_model = build_mlp(ModelConfig(), 784, 10)
-    torch.manual_seed(0)
-    gpu_model = build_mlp(ModelConfig(), 784, 10, "cuda")
+    cpu_model = build_mlp(cfg, 784, 10)
+    gpu_model = build_mlp(cfg, 784, 10, "cuda")
     gpu_model.load_state_dict(cpu_model.state_dict())
+    for key, value in cpu_model.state_dict().items():
+        on_gpu = gpu_model.state_dict()[key]
+        assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), value), key
     x = torch.randn(32, 784)
-    torch.testing.assert_close(gpu_model(x.cuda()).cpu(), cpu_model(x), rtol=1e-3, atol=1e-3)
+    expected = cpu_model(x)
+    assert expected.abs().max() > 0.1  # a real output to compare, not zeros
+    torch.testing.assert_close(gpu_model(x.cuda()).cpu(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", list(Impl), ids=lambda impl: impl.value)
+def test_the_seed_decides_the_weights_on_cuda(impl: Impl) -> None:
+    """On the GPU as on the CPU, one seed gives one model and another seed another."""
+
+    def weights(seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(seed)
+        model = build_mlp(ModelConfig(impl=impl), 784, 10, "cuda")
+        return {k: v.cpu() for k, v in model.state_dict().items()}
+
+    first, again, other = weights(0), weights(0), weights(1)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not any(torch.equal(first[k], other[k]) for k in first if k.endswith("weight"))
 
 
 def test_tf32_and_bf16_stay_within_0_3_points_of_fp32_on_the_activation_sweep(

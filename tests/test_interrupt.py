@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import assert_same_history, epochs_written, group_gone, start_cli, wait_for
+
+from tests.helpers import assert_same_history, epochs_written, group_gone, start_cli, wait_for
 
 # ~0.2 s an epoch on 2 cores: several epochs, so a signal lands mid-run.
 LONG = ["data.limit_train=12000", "data.limit_test=2000", "trainer.epochs=8"]
@@ -23,26 +24,25 @@ LONG = ["data.limit_train=12000", "data.limit_test=2000", "trainer.epochs=8"]
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each activation's uninterrupted single run: what a resumed run must end equal to."""
+    """Each activation's uninterrupted run: what a resumed run must end equal to. One sweep on
+    the basic launcher (each run alone in one process, as a single run trains it)."""
     import subprocess
     import sys
 
-    from conftest import cli_env
+    from tests.helpers import cli_env
 
     root = tmp_path_factory.mktemp("reference")
-    runs = {}
-    for act in ("relu", "selu"):
-        result = subprocess.run(
-            [sys.executable, "-m", "mlp_sweep", f"model.act={act}", *LONG, f"hydra.run.dir={act}"],
-            cwd=root,
-            env=cli_env(),
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        runs[act] = root / act
-    return runs
+    args = ["-m", "model.act=relu,selu", *LONG, "hydra/launcher=basic", f"hydra.sweep.dir={root}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "mlp_sweep", *args],
+        cwd=root,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"relu": root / "0", "selu": root / "1"}
 
 
 @pytest.mark.parametrize(

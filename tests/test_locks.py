@@ -13,11 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import assert_same_history, cli_env, epochs_written, start_cli, wait_for
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from mlp_sweep.cli.resume import unsafe
 from mlp_sweep.run import lock
+from mlp_sweep.summary import main as summary_main
+from tests.helpers import assert_same_history, cli_env, epochs_written, start_cli, wait_for
 
 LONG = ["data.limit_train=6000", "data.limit_test=2000", "trainer.epochs=6"]
 
@@ -25,6 +26,7 @@ HOLD = """
 import sys, time
 from pathlib import Path
 from mlp_sweep.run import lock
+from mlp_sweep.summary import main as summary_main
 lock.acquire(Path(sys.argv[1]), since="2026-01-01T00:00:00+00:00")
 print("held", flush=True)
 time.sleep(60)
@@ -147,13 +149,7 @@ def test_two_resumes_at_once_train_each_run_once(tmp_path: Path, launcher: str) 
         assert text.startswith(old)
         resumed = json.loads((sweep / str(n) / "metrics.json").read_text())["resumed_from_epoch"]
         assert sorted(epoch_lines(text[len(old) :])) == list(range((resumed or 0) + 1, 7)), n
-    result = subprocess.run(
-        [sys.executable, "-m", "mlp_sweep.summary", str(sweep)],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0
+    assert summary_main([str(sweep)]) == 0  # python -m mlp_sweep.summary, called here
     assert pd.read_csv(sweep / "summary.csv")["status"].tolist() == ["ok"] * 3
     # And each ends where one uninterrupted run ends.
     reference = tmp_path / "reference"
@@ -170,23 +166,28 @@ def test_two_resumes_at_once_train_each_run_once(tmp_path: Path, launcher: str) 
 
 def test_a_folder_being_trained_is_left_alone(tmp_path: Path) -> None:
     sweep = tmp_path / "busy"
-    # Long enough (>= 8 s) that the first command is still training when the second looks.
-    busy = ["data.limit_train=20000", "data.limit_test=2000", "trainer.epochs=40"]
-    args = ["-m", "model.act=relu", *busy, f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "model.act=relu", *LONG, f"hydra.sweep.dir={sweep}"]
     first = start_cli(*args, cwd=tmp_path)
     wait_for(lambda: epochs_written(sweep / "0") >= 1, first)
-    trainer = json.loads((sweep / "0" / "metrics.json").read_text())["pid"]
-    hydra_files = {p: p.stat().st_mtime_ns for p in (sweep / "0" / ".hydra").iterdir()}
-    log_before = (sweep / "0" / "mlp_sweep.log").read_text()
+    # Frozen mid-run (SIGSTOP to its process group) while the second command looks: still
+    # training, holding its lock, however long the second takes on a busy machine.
+    os.killpg(first.pid, signal.SIGSTOP)
+    try:
+        trainer = json.loads((sweep / "0" / "metrics.json").read_text())["pid"]
+        hydra_files = {p: p.stat().st_mtime_ns for p in (sweep / "0" / ".hydra").iterdir()}
+        log_before = (sweep / "0" / "mlp_sweep.log").read_text()
+        assert epochs_written(sweep / "0") < 6  # mid-run indeed
 
-    second = subprocess.run(
-        [sys.executable, "-m", "mlp_sweep", *args],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+        second = subprocess.run(
+            [sys.executable, "-m", "mlp_sweep", *args],
+            cwd=tmp_path,
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
     assert second.returncode == 1, second.stderr[-3000:]
     said = second.stdout + second.stderr
     assert f"{sweep / '0'} is being trained by pid {trainer} on " in said
@@ -200,7 +201,7 @@ def test_a_folder_being_trained_is_left_alone(tmp_path: Path) -> None:
     out, err = first.communicate(timeout=240)
     assert first.returncode == 0, err[-3000:]
     assert pd.read_csv(sweep / "summary.csv")["status"].tolist() == ["ok"]
-    assert sorted(epoch_lines(sweep / "0" / "mlp_sweep.log")) == list(range(1, 41))
+    assert sorted(epoch_lines(sweep / "0" / "mlp_sweep.log")) == list(range(1, 7))
 
 
 def test_a_lock_left_by_a_killed_process_is_not_stale(run_cli, tmp_path: Path) -> None:
@@ -258,7 +259,7 @@ def test_resume_replays_the_projects_own_keys(override: str) -> None:
     assert not unsafe(override, OverridesParser.create())
 
 
-def test_crafted_folder_is_refused_in_one_line(run_cli, tmp_path: Path) -> None:
+def test_crafted_folder_is_refused_in_one_line(run_cli, run_main, tmp_path: Path) -> None:
     sweep = tmp_path / "theirs"
     made = run_cli(
         "-m",
@@ -275,7 +276,7 @@ def test_crafted_folder_is_refused_in_one_line(run_cli, tmp_path: Path) -> None:
     (sweep / "multirun.yaml").write_text(yaml.safe_dump(saved))
     before = (sweep / "0" / "metrics.json").read_bytes()
 
-    result = run_cli("--resume", str(sweep))
+    result = run_main("--resume", str(sweep))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"mlp_sweep: error: --resume={sweep}: {sweep}/multirun.yaml asks for '{evil}', which can "

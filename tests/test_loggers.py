@@ -21,20 +21,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli_env, start_cli, wait_for
 
 from mlp_sweep.loggers import LoggerSet, RunInfo
 from mlp_sweep.training.loop import EpochStats
+from tests.helpers import cli_env, start_cli, wait_for
 
-visdom = pytest.importorskip(
-    "visdom", reason="the visdom logger's extra is not installed (README: Loggers)"
-)
-pytest.importorskip(
-    "tensorboard", reason="the tensorboard logger's extra [viz] is not installed (README)"
-)
-from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
-    EventAccumulator,
-)
+
+def needs_visdom() -> Any:
+    return pytest.importorskip(
+        "visdom", reason="needs visdom, the visdom logger's extra: see README (Loggers)"
+    )
+
+
+def needs_tensorboard() -> Any:
+    pytest.importorskip("tensorboard", reason='needs the viz extra: pip install ".[viz]"')
+    from tensorboard.backend.event_processing import event_accumulator
+
+    return event_accumulator.EventAccumulator
+
 
 TINY = ["data=synthetic", "data.n_train=400", "data.n_test=200", "trainer.batch_size=50"]
 
@@ -92,6 +96,7 @@ def start_visdom(env_path: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def visdom_client(port: int) -> Any:
+    visdom = needs_visdom()
     logging.getLogger("visdom").setLevel(logging.CRITICAL)
     return visdom.Visdom(
         server="http://127.0.0.1", port=port, use_incoming_socket=False, raise_exceptions=False
@@ -100,6 +105,7 @@ def visdom_client(port: int) -> Any:
 
 @pytest.fixture
 def visdom_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    needs_visdom()
     proc, port = start_visdom(tmp_path / "visdom-envs")
     try:
         yield proc, port
@@ -116,6 +122,7 @@ def test_tensorboard_and_visdom_serve_every_runs_history(
     tmp_path: Path, visdom_server: tuple[subprocess.Popen[bytes], int]
 ) -> None:
     """One sweep, both loggers at once, on the default (parallel, worker processes) launcher."""
+    accumulator = needs_tensorboard()
     _, port = visdom_server
     sweep = tmp_path / "sweep"
     proc = start_cli(
@@ -138,7 +145,7 @@ def test_tensorboard_and_visdom_serve_every_runs_history(
 
     # TensorBoard's own reader: the event files say what history.csv says.
     for job in runs:
-        events = EventAccumulator(str(sweep / job))
+        events = accumulator(str(sweep / job))
         events.Reload()
         expected = history(sweep / job)
         for tag in ("train_loss", "test_loss", "test_acc", "seconds"):
@@ -251,6 +258,7 @@ def test_visdom_server_stopped_mid_run(
 
 def test_visdom_server_that_never_answers_costs_a_bounded_wait(tmp_path: Path) -> None:
     """A server that accepts connections and never answers: the run still ends, on time."""
+    needs_visdom()
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # connections queue up; nothing ever reads them
@@ -273,9 +281,11 @@ def test_visdom_server_that_never_answers_costs_a_bounded_wait(tmp_path: Path) -
     assert "given up" in record["loggers_failed"]["visdom"]
 
 
-def test_no_visdom_server_at_all(tmp_path: Path, run_cli: Callable[..., Any]) -> None:
+def test_no_visdom_server_at_all(tmp_path: Path, run_main: Callable[..., Any]) -> None:
+    """Through the entry point, in this process: nothing here needs a process of its own."""
+    needs_visdom()
     run_dir = tmp_path / "run"
-    done = run_cli(
+    done = run_main(
         *TINY,
         "trainer.epochs=2",
         "logger=visdom",

@@ -6,7 +6,10 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib.colors
+import matplotlib.figure
 import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -54,10 +57,27 @@ def fake_sweep(root: Path, seeds: int = 2, epochs: int = 5, failed: tuple[int, .
                 n += 1
 
 
-def image(path: Path) -> tuple[int, int]:
+# Pixel sizes at plots' 110 dpi: curves.png is 13 x 5.2 inches, comparison.png 10 inches wide
+# and 2 + 0.32 inches a configuration high.
+CURVES_PX = (572, 1430)
+COMPARISON_PX = (924, 1100)  # 20 configurations
+
+
+def image(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """The PNG's pixels (RGB, 0-255), after checking it is a whole PNG of the expected size
+    with something drawn on it."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pixels = matplotlib.image.imread(path)
-    assert pixels.ndim == 3 and pixels.std() > 0  # a real picture, not a blank one
-    return pixels.shape[0], pixels.shape[1]
+    assert pixels.shape[:2] == size
+    drawn = (pixels[..., :3] < 0.95).any(axis=-1).mean()
+    assert 0.01 < drawn < 0.5, drawn  # lines, markers and text on a white page
+    return (pixels[..., :3] * 255).round()
+
+
+def has_colour(pixels: np.ndarray, colour: str | tuple[float, ...]) -> bool:
+    """Whether some pixel is this colour (within rounding): a line or marker drawn in it."""
+    rgb = np.array(matplotlib.colors.to_rgb(colour)) * 255
+    return bool((np.abs(pixels - rgb).max(axis=-1) <= 2).any())
 
 
 def test_a_sweep_with_seeds_and_failures_gets_both_plots(tmp_path: Path) -> None:
@@ -65,8 +85,13 @@ def test_a_sweep_with_seeds_and_failures_gets_both_plots(tmp_path: Path) -> None
     frame = write_summary(tmp_path)
     drawn = plots.write_plots(tmp_path, frame)
     assert drawn == [tmp_path / "curves.png", tmp_path / "comparison.png"]
-    for path in drawn:
-        image(path)
+    # 20 configurations, one colour each (tab20), in the curves and their legend.
+    curves = image(tmp_path / "curves.png", CURVES_PX)
+    tab20 = matplotlib.colormaps["tab20"]
+    assert [i for i in range(20) if not has_colour(curves, tab20(i))] == []
+    # The comparison's markers: final accuracy in blue, best in orange.
+    comparison = image(tmp_path / "comparison.png", COMPARISON_PX)
+    assert has_colour(comparison, "tab:blue") and has_colour(comparison, "tab:orange")
     # The comparison shows summary_by_config.csv's numbers (means and stds of the ok runs).
     table = plots.comparison_table(frame)
     by_config = pd.read_csv(tmp_path / BY_CONFIG_FILE)
@@ -95,17 +120,23 @@ def test_runs_without_history_still_leave_a_summary(tmp_path: Path) -> None:
     fake_sweep(tmp_path, seeds=1, failed=tuple(range(len(ACTS) * len(LRS))))
     frame = write_summary(tmp_path)
     assert plots.write_plots(tmp_path, frame) == []  # nothing to draw, and no error
-    assert (tmp_path / "summary.csv").exists()
+    assert list(tmp_path.glob("*.png")) == []
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert summary["status"].tolist() == ["failed"] * len(ACTS) * len(LRS)
 
 
 def test_the_summary_command_redraws_them(tmp_path: Path) -> None:
     fake_sweep(tmp_path, seeds=1, epochs=3)
     assert main([str(tmp_path)]) == 0
-    small = image(tmp_path / "comparison.png")
-    (tmp_path / "curves.png").unlink()
+    curves, comparison = tmp_path / "curves.png", tmp_path / "comparison.png"
+    image(curves, CURVES_PX)
+    image(comparison, COMPARISON_PX)
+    first = {path: (path.read_bytes(), path.stat().st_ino) for path in (curves, comparison)}
+    curves.unlink()
     assert main([str(tmp_path)]) == 0
-    assert image(tmp_path / "curves.png")[0] > 0
-    assert image(tmp_path / "comparison.png") == small
+    # Both drawn again (new files), the same pictures to the byte: the same records.
+    for path, (data, inode) in first.items():
+        assert path.read_bytes() == data and path.stat().st_ino != inode, path.name
 
 
 def test_a_plot_that_fails_costs_a_warning_not_the_summary(
@@ -114,10 +145,12 @@ def test_a_plot_that_fails_costs_a_warning_not_the_summary(
     fake_sweep(tmp_path, seeds=1, epochs=2)
     frame = write_summary(tmp_path)
 
-    def broken(*args: object) -> list[Path]:
+    def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no fonts")
 
-    monkeypatch.setattr(plots, "write_plots", broken)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)  # fails as it renders
     assert publish.draw(tmp_path, frame) == []
-    assert "no plots for" in caplog.text and "RuntimeError: no fonts" in caplog.text
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == publish.log.name]
+    assert said == [("WARNING", f"no plots for {tmp_path}: RuntimeError: no fonts")]
+    assert list(tmp_path.glob("*.png")) == []  # no plot, not even half of one
     assert pd.read_csv(tmp_path / "summary.csv").shape[0] == len(frame)

@@ -14,9 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
+# The basic launcher: tiny runs one after another beat two workers importing torch.
 TINY = ["data=synthetic", "data.n_train=300", "data.n_test=100", "trainer.epochs=2"]
+TINY += ["hydra/launcher=basic"]
 
 
 def test_the_page_states_what_the_runs_recorded(run_cli, tmp_path: Path) -> None:

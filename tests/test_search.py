@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import start_cli, wait_for
 
-optuna = pytest.importorskip("optuna", reason="needs the extra: pip install -e '.[search]'")
+from tests.helpers import start_cli, wait_for
+
+optuna = pytest.importorskip("optuna", reason='needs the search extra: pip install ".[search]"')
 
 TINY = ["data=synthetic", "data.n_train=600", "data.n_test=200", "trainer.epochs=3"]
 

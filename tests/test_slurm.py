@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, assert_same_history, cli_env, epochs_written, start_cli, wait_for
 
-sys.path.insert(0, str(ROOT / "tests" / "cluster"))
-import slurm_cluster  # noqa: E402
+from tests.cluster import slurm_cluster
+from tests.helpers import assert_same_history, cli_env, epochs_written, start_cli, wait_for
+
+# Included in the default run; `-m "not slow and not cluster"` leaves it out (~75 s).
+pytestmark = pytest.mark.cluster
 
 SUBSET = ["data.limit_train=2000", "data.limit_test=500", "trainer.epochs=2"]
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10"]
@@ -33,7 +35,7 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         pytest.skip(f"no SLURM here ({reason}); bash .ci/install-slurm.sh installs it")
     pytest.importorskip(
         "hydra_plugins.hydra_submitit_launcher",
-        reason="needs the extra: pip install -e '.[cluster]'",
+        reason='needs the cluster extra: pip install ".[cluster]"',
     )
     workdir = tmp_path_factory.mktemp("slurm")
     env = slurm_cluster.start(workdir)
@@ -55,6 +57,9 @@ def sweep_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Com
 
 
 def test_activation_sweep_runs_as_a_slurm_array(slurm_env, tmp_path: Path) -> None:
+    pytest.importorskip(
+        "tensorboard", reason='logs to tensorboard, the viz extra: pip install ".[viz]"'
+    )
     sweep = tmp_path / "acts"
     args = ["-m", "model.act=relu,leaky,selu,softplus", *SUBSET, *SLURM, f"hydra.sweep.dir={sweep}"]
     result = sweep_cli([*args, "logger=tensorboard"], tmp_path, slurm_env)

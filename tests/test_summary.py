@@ -1,4 +1,8 @@
-"""`python -m mlp_sweep.summary DIR` on prepared folders: rows, order, seeds, broken records."""
+"""`python -m mlp_sweep.summary DIR` on prepared folders: rows, order, seeds, broken records.
+
+One test runs the documented command as a process (its warnings reach stderr through the
+logging it sets up); the others call its main() here, with the same arguments.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pandas as pd
 import pytest
 
 from mlp_sweep.results.summary import METRIC_COLUMNS
+from mlp_sweep.summary import main
 
 # optim.lr is the same in every job of the fixture: not swept, so not a column.
 COLUMNS = ["model.act", *METRIC_COLUMNS]
@@ -55,9 +60,9 @@ def sweep(tmp_path: Path) -> Path:
     return sweep
 
 
-def test_summary_cli_rebuilds_both_tables(run_cli, sweep: Path) -> None:
-    result = run_cli(str(sweep), module="mlp_sweep.summary")
-    assert result.returncode == 0, result.stderr
+def test_summary_cli_rebuilds_both_tables(capsys: pytest.CaptureFixture[str], sweep: Path) -> None:
+    assert main([str(sweep)]) == 0
+    out = capsys.readouterr().out
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame.columns) == COLUMNS
     assert frame["model.act"].tolist() == ["relu"] * 3 + ["selu"] * 3
@@ -69,14 +74,14 @@ def test_summary_cli_rebuilds_both_tables(run_cli, sweep: Path) -> None:
     assert by_config["n_runs"].tolist() == [3, 3] and by_config["n_ok"].tolist() == [3, 3]
     assert by_config["test_acc_mean"].tolist() == pytest.approx([0.91, 0.96])
     assert by_config["test_acc_std"].tolist() == pytest.approx([0.01, 0.01])
-    assert "relu" in result.stdout and "wrote" in result.stdout
+    assert "relu" in out and f"wrote {sweep / 'summary.csv'} (6 runs)" in out
 
 
-def test_rows_follow_job_numbers_not_names(tmp_path: Path, run_cli) -> None:
+def test_rows_follow_job_numbers_not_names(tmp_path: Path) -> None:
     sweep = tmp_path / "s"
     for num in (10, 2, 1):
         make_job(sweep, num, "relu", 0.01 * num, 0, 0.5)
-    assert run_cli(str(sweep), module="mlp_sweep.summary").returncode == 0
+    assert main([str(sweep)]) == 0
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame.columns) == ["optim.lr", *METRIC_COLUMNS]
     assert frame["optim.lr"].tolist() == pytest.approx([0.01, 0.02, 0.1])
@@ -107,13 +112,14 @@ def test_broken_records_are_listed_not_fatal(run_cli, sweep: Path) -> None:
 
 
 @pytest.mark.parametrize("case", ["missing", "empty"])
-def test_summary_of_nothing_is_one_line(run_cli, tmp_path: Path, case: str) -> None:
+def test_summary_of_nothing_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, case: str
+) -> None:
     target = tmp_path / case
     if case == "empty":
         target.mkdir()
-    result = run_cli(str(target), module="mlp_sweep.summary")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+    assert main([str(target)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and str(target) in lines[0]
     assert ("no such folder" if case == "missing" else "no runs found") in lines[0]
 

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import QUICK
 
 from mlp_sweep.results.summary import METRIC_COLUMNS
+from tests.helpers import assert_same_history, cli_env
 
 ACTS = ["relu", "leaky", "selu", "softplus"]
 
 
-def test_activation_sweep_writes_a_four_row_summary(run_cli, tmp_path: Path) -> None:
-    sweep = tmp_path / "acts"
-    result = run_cli(
-        "-m", "model.act=" + ",".join(ACTS), *QUICK, "device=cpu", f"hydra.sweep.dir={sweep}"
-    )
+def test_activation_sweep_writes_a_four_row_summary(activation_sweep) -> None:
+    result, sweep = activation_sweep  # conftest: -m model.act=relu,leaky,selu,softplus *QUICK
     assert result.returncode == 0, result.stderr[-3000:]
     frame = pd.read_csv(sweep / "summary.csv")
     assert list(frame.columns) == ["model.act", *METRIC_COLUMNS]
@@ -44,22 +43,31 @@ def test_activation_sweep_writes_a_four_row_summary(run_cli, tmp_path: Path) -> 
         assert (Path(run_dir) / ".hydra" / "config.yaml").exists()
 
 
-def test_seed_sweep_adds_mean_and_std_per_configuration(run_cli, tmp_path: Path) -> None:
-    sweep = tmp_path / "seeds"
-    result = run_cli(
-        "-m",
-        "model.act=relu,selu",
-        "seed=0,1",
-        "data=synthetic",
-        "data.n_train=500",
-        "trainer.epochs=1",
-        f"hydra.sweep.dir={sweep}",
+# Two activations x two seeds, read by the two tests below.
+SEED_SWEEP = ["model.act=relu,selu", "seed=3,4", "data=synthetic", "data.n_train=500"]
+SEED_SWEEP += ["trainer.epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def seed_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("seeds")
+    result = subprocess.run(
+        [sys.executable, "-m", "mlp_sweep", "-m", *SEED_SWEEP, f"hydra.sweep.dir={root / 's'}"],
+        cwd=root,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    frame = pd.read_csv(sweep / "summary.csv")
+    return root / "s"
+
+
+def test_seed_sweep_adds_mean_and_std_per_configuration(seed_sweep: Path) -> None:
+    frame = pd.read_csv(seed_sweep / "summary.csv")
     assert list(frame.columns) == ["model.act", *METRIC_COLUMNS]
-    assert frame["seed"].tolist() == [0, 1, 0, 1]
-    by_config = pd.read_csv(sweep / "summary_by_config.csv")
+    assert frame["seed"].tolist() == [3, 4, 3, 4]
+    by_config = pd.read_csv(seed_sweep / "summary_by_config.csv")
     assert by_config["model.act"].tolist() == ["relu", "selu"]
     assert by_config["n_runs"].tolist() == [2, 2]
     relu = frame[frame["model.act"] == "relu"]["test_acc"]
@@ -67,21 +75,19 @@ def test_seed_sweep_adds_mean_and_std_per_configuration(run_cli, tmp_path: Path)
     assert by_config["test_acc_std"][0] == pytest.approx(relu.std())
 
 
-def test_single_run_on_cpu(run_cli, tmp_path: Path) -> None:
-    result = run_cli("device=cpu", "data=synthetic", "trainer.epochs=2", "hydra.run.dir=one")
+def test_single_run_on_cpu(single_run) -> None:
+    result, root = single_run  # conftest: SINGLE_RUN, in the default run folder
     assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    (run_dir,) = (root / "outputs" / "runs").iterdir()
+    record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "ok" and record["device"] == "cpu"
     assert record["epochs_done"] == 2 and record["job_num"] is None
     assert result.stdout.splitlines()[-1].startswith("ok: test_acc")
+    assert result.stdout.splitlines()[-1].endswith(f"record: {run_dir}")
 
 
-def test_default_folders_land_in_outputs_and_never_collide(run_cli, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from conftest import cli_env
-
+def test_default_folders_land_in_outputs_and_never_collide(tmp_path: Path) -> None:
+    """Two sweeps started at once (one process each: the launcher is not what names folders)."""
     args = [
         sys.executable,
         "-m",
@@ -91,6 +97,7 @@ def test_default_folders_land_in_outputs_and_never_collide(run_cli, tmp_path: Pa
         "data.n_train=200",
         "trainer.epochs=1",
         "seed=0,1",
+        "hydra/launcher=basic",
     ]
     procs = [
         subprocess.Popen(
@@ -111,21 +118,22 @@ def test_default_folders_land_in_outputs_and_never_collide(run_cli, tmp_path: Pa
         assert len(pd.read_csv(sweep / "summary.csv")) == 2
 
 
-def test_a_run_is_reproducible_from_its_own_folder(run_cli, tmp_path: Path) -> None:
+def test_a_run_is_reproducible_from_its_own_folder(run_cli, seed_sweep: Path) -> None:
+    """A run's record holds the command that reruns it: in a new process, the same numbers to
+    the last bit, epoch by epoch (CPU determinism)."""
     import shlex
 
-    sweep = tmp_path / "repro"
-    args = ["model.act=relu,selu", "seed=3,4", "data=synthetic", "trainer.epochs=2"]
-    result = run_cli("-m", *args, f"hydra.sweep.dir={sweep}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    record = json.loads((sweep / "3" / "metrics.json").read_text())
+    record = json.loads((seed_sweep / "3" / "metrics.json").read_text())
     assert record["seed"] == 4 and record["params"]["model.act"] == "selu"
+    assert record["deterministic"] is True
     assert record["git"]["commit"] is None or len(record["git"]["commit"]) == 40
     command = shlex.split(record["command"])
     assert command[:3] == ["python", "-m", "mlp_sweep"]
     again = run_cli(*command[3:], "hydra.run.dir=again")
     assert again.returncode == 0, again.stderr[-3000:]
-    rerun = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    rerun_dir = Path(again.stdout.splitlines()[-1].split("record: ")[1])
+    rerun = json.loads((rerun_dir / "metrics.json").read_text())
     assert rerun["params"] == record["params"]
-    for key in ("test_acc", "test_loss", "train_loss"):
+    for key in ("test_acc", "test_loss", "train_loss", "best_test_acc"):
         assert rerun[key] == record[key], key
+    assert_same_history(rerun_dir, seed_sweep / "3")

@@ -61,8 +61,11 @@ def test_same_seed_same_numbers_other_seed_other_numbers() -> None:
 def test_nonfinite_loss_stops_as_diverged() -> None:
     history = train_once(0, epochs=5, lr=1e12)
     assert history.status == "diverged"
-    assert len(history.epochs) < 5 or not math.isfinite(history.epochs[-1].train_loss)
-    assert not math.isfinite(history.epochs[-1].train_loss)
+    # It stops at the first epoch whose loss is not finite: that epoch is the last one kept.
+    *before, last = history.epochs
+    assert len(history.epochs) < 5
+    assert all(math.isfinite(e.train_loss) for e in before)
+    assert not math.isfinite(last.train_loss)
 
 
 def test_evaluate_is_the_true_mean_over_uneven_chunks() -> None:
@@ -91,7 +94,7 @@ def test_a_run_never_imports_torch_dynamo_or_sympy(tmp_path) -> None:
     import subprocess
     import sys
 
-    from tests.conftest import ROOT, cli_env
+    from tests.helpers import ROOT, cli_env
 
     code = (
         "import sys, json; from pathlib import Path; from mlp_sweep.run.runner import run; "

@@ -1,0 +1,100 @@
+"""What many test files share: the command's environment, starting and watching real commands,
+and comparing histories. Fixtures live in conftest.py; import these as `from tests.helpers ...`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Small enough for a few seconds a run on 2 cores, big enough to learn something.
+QUICK = [
+    "data.limit_train=2000",
+    "data.limit_test=500",
+    "trainer.epochs=2",
+    "trainer.batch_size=50",
+    "optim.lr=0.1",
+]
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "test_loss", "test_acc"]
+
+
+# OpenMP threads that sleep at a barrier instead of spinning: the same numbers, but a run's two
+# threads no longer wait on each other for 10-70x longer while another process has a core (a
+# sweep's workers, a second command, another user): measured 0.1-0.2 s an epoch against 1-7 s
+# on a busy 2-core machine. Set for this process (tests/conftest.py) and the commands it starts.
+QUIET_THREADS = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env = {**QUIET_THREADS, **env}  # unless the environment says otherwise
+    env["PYTHONUNBUFFERED"] = "1"
+    # The checkout under test, whatever copy of mlp_sweep happens to be installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def start_cli(
+    *args: str,
+    cwd: Path,
+    stdout: int | None = subprocess.PIPE,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    """`python -m mlp_sweep args...` in its own process group, as a terminal would run it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlp_sweep", *args],
+        cwd=cwd,
+        env=env or cli_env(),
+        stdout=stdout,
+        stderr=subprocess.PIPE if stdout is not None else subprocess.DEVNULL,
+        start_new_session=True,
+        text=True,
+    )
+
+
+def wait_for(
+    condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 120
+) -> None:
+    """Poll until condition() holds; fail if the process ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "the command ended before the moment the test waits for"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def epochs_written(run_dir: Path) -> int:
+    """Epochs in run_dir's history.csv so far (0 when there is none yet)."""
+    try:
+        return max(0, len((run_dir / "history.csv").read_text().splitlines()) - 1)
+    except OSError:
+        return 0
+
+
+def group_gone(pgid: int, timeout: float = 10) -> bool:
+    """True once no process of the group is left (zombies are reaped by init within moments)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def assert_same_history(run_dir: Path, reference: Path) -> None:
+    """run_dir trained exactly as reference did, epoch by epoch, to the last bit."""
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(
+        pd.read_csv(run_dir / "history.csv")[HISTORY_COLUMNS],
+        pd.read_csv(reference / "history.csv")[HISTORY_COLUMNS],
+        check_exact=True,
+    )

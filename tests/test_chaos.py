@@ -1,0 +1,260 @@
+"""Chaos: the faults a long sweep meets, thrown at random moments, round after round.
+
+Each round starts the sweep (the first time) or `--resume`s it, waits a random moment and
+throws one fault: SIGKILL to a random worker (what the OOM killer does), SIGKILL to the whole
+command (a lost node, `kill -9`), SIGINT to its process group (Ctrl-C in a terminal), SIGTERM to
+the command (a scheduler's stop), or a clean stop followed by damage to a file of a run left
+unfinished (a torn or garbage checkpoint.pt, metrics.json or history.csv). Rounds go on until a
+resume ends the sweep whole. Then every run is `ok` with the very history of the same sweep
+never interrupted (to the last bit, on CPU), and throughout:
+
+- no round printed a traceback, and every round's processes were gone when it ended;
+- a run's files, once it had finished, were never touched again by a later round.
+
+The moments and faults come from a seeded RNG; the seed is printed, and
+`MLP_SWEEP_CHAOS_SEED=<seed> python -m pytest tests/test_chaos.py` replays a run of rounds.
+The default suite throws a few rounds; `python -m pytest -m slow tests/test_chaos.py` 50.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.helpers import cli_env, group_gone, start_cli
+
+GRID = [
+    "model.act=relu,selu,softplus,leaky",
+    "seed=0,1,2",
+    "optim.lr=0.05,0.1",
+    "data=synthetic",
+    "data.n_train=1500",
+    "data.n_test=300",
+    "trainer.epochs=4",
+    "trainer.batch_size=25",
+]
+RUNS = 24
+FAULTS = ("kill_worker", "kill_command", "sigint", "sigterm", "damage")
+HISTORY = ["epoch", "train_loss", "test_loss", "test_acc"]
+RUN_FILES = ("metrics.json", "history.csv", "checkpoint.pt")
+
+
+def _seed() -> int:
+    return int(os.environ.get("MLP_SWEEP_CHAOS_SEED") or random.SystemRandom().randrange(10**6))
+
+
+def _status(run_dir: Path) -> str | None:
+    try:
+        return str(json.loads((run_dir / "metrics.json").read_text())["status"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _workers(pid: int) -> list[int]:
+    """The command's worker processes (multiprocessing's spawned children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+class Chaos:
+    """The rounds of one sweep, the faults they threw, and the invariants they kept."""
+
+    def __init__(self, tmp_path: Path, args: list[str], seed: int, runs: int) -> None:
+        self.tmp_path, self.args, self.runs = tmp_path, args, runs
+        self.sweep = tmp_path / "sweep"
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.thrown: collections.Counter[str] = collections.Counter()
+        self.finished: dict[str, dict[str, bytes]] = {}  # run -> its files when first seen ok
+        self.rounds = 0
+
+    def where(self) -> str:
+        return f"(chaos seed {self.seed}, round {self.rounds})"
+
+    def command(self) -> list[str]:
+        if (self.sweep / "multirun.yaml").exists():
+            return ["--resume", str(self.sweep)]
+        return ["-m", *self.args, f"hydra.sweep.dir={self.sweep}"]
+
+    def round(self, fault: str | None) -> int:
+        """One start of the command, with `fault` thrown at a random moment (None: none)."""
+        self.rounds += 1
+        proc = start_cli(*self.command(), cwd=self.tmp_path)
+        thrown = None
+        if fault is not None:
+            thrown = self.throw(fault, proc)
+        try:
+            out, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            raise AssertionError(f"round hung {self.where()}: {(out + err)[-3000:]}") from None
+        said = out + err
+        assert "Traceback" not in said, f"{self.where()} {thrown}:\n{said[-4000:]}"
+        assert group_gone(proc.pid), f"processes left running {self.where()}"
+        if thrown == "damage":
+            self.damage()
+        if thrown:
+            self.thrown[thrown] += 1
+        self.check_finished_untouched()
+        return proc.returncode
+
+    def throw(self, fault: str, proc: subprocess.Popen[str]) -> str | None:
+        """Wait a random moment, then the fault; None if the command ended first."""
+        deadline = time.monotonic() + self.rng.uniform(0.5, 6.0)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return None
+            time.sleep(0.02)
+        if fault == "kill_worker":
+            workers = _workers(proc.pid)
+            if not workers:
+                return None
+            os.kill(self.rng.choice(sorted(workers)), signal.SIGKILL)
+        elif fault == "kill_command":
+            os.killpg(proc.pid, signal.SIGKILL)
+        elif fault == "sigint":
+            os.killpg(proc.pid, signal.SIGINT)
+        elif fault in ("sigterm", "damage"):  # damage: stopped cleanly first, then damaged
+            os.kill(proc.pid, signal.SIGTERM)
+        return fault if proc.poll() is None or fault == "kill_command" else None
+
+    def damage(self) -> None:
+        """Tear or overwrite one file of a run the last round left unfinished."""
+        if not self.sweep.exists():  # stopped before it made its folder
+            return
+        unfinished = [
+            d
+            for d in sorted(self.sweep.iterdir(), key=lambda d: d.name)
+            if d.name.isdigit() and _status(d) not in ("ok", "diverged")
+        ]
+        files = [d / name for d in unfinished for name in RUN_FILES if (d / name).exists()]
+        if not files:
+            return
+        target = self.rng.choice(files)
+        data = target.read_bytes()
+        if self.rng.random() < 0.5:
+            target.write_bytes(data[: len(data) // 2])  # torn
+        else:
+            target.write_bytes(bytes(self.rng.randrange(256) for _ in range(200)))  # garbage
+
+    def check_finished_untouched(self) -> None:
+        for run_dir in sorted(self.sweep.iterdir()) if self.sweep.exists() else []:
+            if not run_dir.name.isdigit() or _status(run_dir) not in ("ok", "diverged"):
+                assert run_dir.name not in self.finished, (
+                    f"run {run_dir.name} was finished, now {_status(run_dir)} {self.where()}"
+                )
+                continue
+            files = {n: (run_dir / n).read_bytes() for n in RUN_FILES if (run_dir / n).exists()}
+            before = self.finished.setdefault(run_dir.name, files)
+            assert files == before, f"finished run {run_dir.name} was rewritten {self.where()}"
+
+    def run(self, rounds: int) -> None:
+        """`rounds` rounds with a fault each, then clean resumes until the sweep is whole."""
+        for _ in range(rounds):
+            self.round(self.rng.choice(FAULTS))
+        for _ in range(3):
+            if self.round(None) == 0:
+                break
+        assert len(self.finished) == self.runs, f"{sorted(self.finished)} {self.where()}"
+
+    def summary(self, seconds: float) -> str:
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(self.thrown.items()))
+        return f"chaos seed {self.seed}: {self.rounds} rounds in {seconds:.0f} s; thrown: {faults}"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same sweep, never interrupted."""
+    folder = tmp_path_factory.mktemp("reference")
+    done = subprocess.run(
+        [sys.executable, "-m", "mlp_sweep", "-m", *GRID, f"hydra.sweep.dir={folder / 'sweep'}"],
+        cwd=folder, env=cli_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder / "sweep"
+
+
+def _grid_chaos(tmp_path: Path, reference: Path, rounds: int) -> None:
+    tic = time.monotonic()
+    chaos = Chaos(tmp_path, GRID, _seed(), RUNS)
+    print(f"chaos seed {chaos.seed}")
+    chaos.run(rounds)
+    for job in range(RUNS):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(chaos.sweep / str(job) / "history.csv")[HISTORY],
+            pd.read_csv(reference / str(job) / "history.csv")[HISTORY],
+            check_exact=True,
+            obj=f"run {job} {chaos.where()}",
+        )
+    frame = pd.read_csv(chaos.sweep / "summary.csv")
+    assert frame["status"].eq("ok").all() and len(frame) == RUNS
+    print(chaos.summary(time.monotonic() - tic))
+
+
+def test_a_sweep_survives_a_few_random_faults(tmp_path: Path, reference: Path) -> None:
+    _grid_chaos(tmp_path, reference, rounds=3)
+
+
+@pytest.mark.slow
+def test_a_sweep_survives_fifty_random_faults(tmp_path: Path, reference: Path) -> None:
+    _grid_chaos(tmp_path, reference, rounds=50)
+
+
+SEARCH = [
+    "hparams_search=optuna",
+    "hydra.sweeper.n_trials=8",
+    "data=synthetic",
+    "data.n_train=1500",
+    "data.n_test=300",
+    "trainer.epochs=3",
+    "trainer.batch_size=25",
+]
+
+
+def _search_chaos(tmp_path: Path, rounds: int) -> None:
+    optuna = pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
+    tic = time.monotonic()
+    chaos = Chaos(tmp_path, SEARCH, _seed(), runs=8)
+    print(f"chaos seed {chaos.seed}")
+    chaos.run(rounds)
+    study = optuna.load_study(study_name="mlp_sweep", storage=f"sqlite:///{chaos.sweep}/optuna.db")
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 8, [(t.number, t.state.name) for t in study.trials]
+    # Anything else is a trial asked for and killed before it got its values: failed, empty.
+    assert all(t.state.name == "FAIL" and not t.params for t in study.trials if t not in complete)
+    for trial in complete:  # each trial's value is its own run's, from its own folder
+        record = json.loads((chaos.sweep / str(trial.number) / "metrics.json").read_text())
+        assert record["status"] == "ok" and record["best_test_acc"] == trial.value
+        assert record["params"]["model.act"] == trial.params["model.act"]
+    print(chaos.summary(time.monotonic() - tic))
+
+
+def test_a_search_survives_a_few_random_faults(tmp_path: Path) -> None:
+    _search_chaos(tmp_path, rounds=3)
+
+
+@pytest.mark.slow
+def test_a_search_survives_fifty_random_faults(tmp_path: Path) -> None:
+    _search_chaos(tmp_path, rounds=50)
