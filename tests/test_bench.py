@@ -18,6 +18,7 @@ def test_the_epoch_flop_count_of_the_tutorial_mlp() -> None:
     assert epoch_flops([784, 10], n_train=1, n_test=0) == 2 * 2 * 784 * 10
 
 
+@pytest.mark.slow  # a developer's tool; its arithmetic is checked above by default
 def test_a_small_run_of_the_benchmark_writes_a_consistent_json(run_cli, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = run_cli(

@@ -252,7 +252,7 @@ def _search_chaos(tmp_path: Path, rounds: int) -> None:
 
 
 def test_a_search_survives_a_few_random_faults(tmp_path: Path) -> None:
-    _search_chaos(tmp_path, rounds=3)
+    _search_chaos(tmp_path, rounds=2)
 
 
 @pytest.mark.slow

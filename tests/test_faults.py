@@ -51,8 +51,10 @@ def start_sweep(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     )
 
 
-# basic: the same check on the other launcher; slow-marked to keep the default suite short.
-@pytest.mark.parametrize("launcher", ["parallel", pytest.param("basic", marks=pytest.mark.slow)])
+# Slow-marked on both launchers: the default suite's chaos test SIGKILLs the whole command at
+# random moments and checks every run's history against an uninterrupted sweep.
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["parallel", "basic"])
 def test_sigkill_mid_run_then_rerun_loses_nothing(run_cli, tmp_path: Path, launcher: str) -> None:
     sweep = tmp_path / "killed"
     args = [*KILL_ARGS, f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}"]

@@ -97,6 +97,8 @@ def test_a_killed_worker_costs_its_job_and_the_sweep_goes_on(tmp_path: Path, ref
         pd.testing.assert_frame_equal(_history(sweep / job), _history(reference / job))
 
 
+# Slow: the same promise at the pool's level is tests/test_worker_death.py's, by default.
+@pytest.mark.slow
 def test_retries_run_a_killed_workers_job_again(tmp_path: Path, reference) -> None:
     code, said, sweep = _kill_worker_of_job0(tmp_path, "hydra.launcher.retries=1")
     assert code == 0, said[-3000:]
@@ -114,6 +116,8 @@ def test_retries_run_a_killed_workers_job_again(tmp_path: Path, reference) -> No
         pd.testing.assert_frame_equal(_history(sweep / job), _history(reference / job))
 
 
+# Slow: the same promise in-process is test_a_run_stops_at_its_time_limit_and_continues, below.
+@pytest.mark.slow
 def test_a_run_past_its_time_limit_is_timeout_and_resumes(tmp_path: Path, run_cli_module) -> None:
     """The limit is set from this machine's own epoch time (10 epochs' worth of 40), so the
     run stops partway however fast the machine is."""
@@ -153,3 +157,34 @@ def test_retries_and_time_limit_refused_in_one_line(run_cli_module) -> None:
         done = run_cli_module("-m", "model.act=relu,selu", "data=synthetic", *args)
         assert done.returncode == 2
         assert done.stderr.strip().splitlines()[-1].startswith(f"mlp_sweep: error: {line}")
+
+
+def test_a_run_stops_at_its_time_limit_and_continues(tmp_path: Path) -> None:
+    """In-process: past trainer.time_limit a run is `timeout` with its last epoch's
+    checkpoint, and run again without the limit it ends as a run never stopped."""
+    import dataclasses
+
+    from mlp_sweep.config import Config, DataConfig, Dataset, ModelConfig, TrainerConfig
+    from mlp_sweep.run.runner import run
+
+    cfg = Config(
+        model=ModelConfig(hidden=[32]),
+        data=DataConfig(name=Dataset.synthetic, n_train=2000, n_test=200),
+        trainer=TrainerConfig(epochs=30, batch_size=10, threads="1"),
+    )
+    whole = run(cfg, tmp_path / "whole")
+    epoch = pd.read_csv(tmp_path / "whole" / "history.csv")["seconds"].median()
+    limit = round(8 * epoch, 4)
+    limited = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, time_limit=limit))
+    record = run(limited, tmp_path / "run")
+    assert record["status"] == "timeout" and record["epochs_done"] < 30
+    assert (
+        record["error"]
+        == f"stopped at trainer.time_limit={limit:g}s after epoch {record['epochs_done']}"
+    )
+    stopped_after = record["epochs_done"]
+    again = run(cfg, tmp_path / "run")  # the limit is a run setting: the same run continues
+    assert again["status"] == "ok" and again["attempt"] == 2
+    assert again["resumed_from_epoch"] == (stopped_after or None)
+    assert again["test_acc"] == whole["test_acc"]
+    pd.testing.assert_frame_equal(_history(tmp_path / "run"), _history(tmp_path / "whole"))

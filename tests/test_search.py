@@ -24,6 +24,8 @@ def finished(folder: Path) -> bool:
         return False
 
 
+# Slow: the default suite's chaos test kills and resumes a search at random moments.
+@pytest.mark.slow
 def test_eight_trial_search_killed_and_resumed(run_cli, tmp_path: Path) -> None:
     sweep = tmp_path / "search"
     args = [

@@ -113,3 +113,26 @@ def test_workers_killed_while_starting_cost_no_job(tmp_path: Path, early: int) -
         pool.close()
         pool_module.discard_warm()
     assert answers == [("ok", f"job{i}") for i in range(4)]
+
+
+def test_retries_run_a_job_whose_worker_died_again(tmp_path: Path) -> None:
+    """Pool(retries=1): a job whose worker was killed mid-job runs again and answers; the
+    retry is told to on_retry with the death; a job that raised is never retried."""
+    told: list[tuple[int, int, int]] = []
+    pool = Pool(
+        _job,
+        workers=2,
+        retries=1,
+        on_retry=lambda i, lost, n: told.append((i, lost.exitcode or 0, n)),
+    )
+    try:
+        killer = threading.Thread(
+            target=_kill_when_started, args=(tmp_path / "job0", signal.SIGKILL)
+        )
+        killer.start()
+        answers = pool.run([(0.5 if i == 0 else 0.05, str(tmp_path), f"job{i}") for i in range(3)])
+        killer.join()
+    finally:
+        pool.close()
+    assert answers == [("ok", "job0"), ("ok", "job1"), ("ok", "job2")]
+    assert told == [(0, -signal.SIGKILL, 1)]

@@ -74,7 +74,19 @@ def run_info(
     return RunInfo(run_dir, label.strip(), group, params, {k: params.get(k) for k in keys})
 
 
-def _describe(err: BaseException) -> str:
+# What to install for a logger whose library is missing.
+INSTALL = {
+    "tensorboard": 'the viz extra: pip install ".[viz]"',
+    "visdom": "visdom: see docs/watching.md (pip install visdom==0.2.4, with its constraint)",
+}
+
+
+def describe_failure(err: BaseException) -> str:
+    """A logger's failure in one line; a missing library names what to install."""
+    if isinstance(err, ImportError) and err.name:
+        needed = INSTALL.get(err.name.split(".")[0])
+        if needed is not None:
+            return f"{err.name} is not installed; it needs {needed}"
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
@@ -104,7 +116,7 @@ class _Worker:
                 call()
             except Exception as err:  # a logger never fails a run
                 self.broken = True
-                self.on_error(self.logger.name, _describe(err))
+                self.on_error(self.logger.name, describe_failure(err))
 
     def stop(self, timeout: float) -> bool:
         """Let the queued calls finish, for at most timeout seconds. True when they did."""

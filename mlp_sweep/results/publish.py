@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             frame = write_summary(sweep_dir)
         except SummaryError as err:
-            print(f"mlp_sweep.results.summary: error: {err}", file=sys.stderr)
+            print(f"mlp_sweep.summary: error: {err}", file=sys.stderr)
             return 2
         print(format_table(frame))
         print(f"wrote {sweep_dir / SUMMARY_FILE} ({len(frame)} runs)")
