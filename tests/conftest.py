@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from mlp_sweep.config import Config, register_configs, to_config
 from mlp_sweep.paths import CONF_DIR
-from tests.helpers import QUICK, QUIET_THREADS, cli_env
+from tests.helpers import QUICK, QUIET_THREADS, cli_env, run_command
 
 __all__ = ["cli_env"]  # tests/test_lifecycle.py imports it from here; tests.helpers has it
 
@@ -60,14 +60,7 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 def _command(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlp_sweep", *args],
-        cwd=cwd,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    return run_command(*args, cwd=cwd)
 
 
 # The real commands several files read (and never change): each runs once a session.

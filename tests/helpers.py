@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +99,42 @@ def assert_same_history(run_dir: Path, reference: Path) -> None:
         pd.read_csv(reference / "history.csv")[HISTORY_COLUMNS],
         check_exact=True,
     )
+
+
+def run_command(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """`python -m mlp_sweep args...` to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlp_sweep", *args],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    ppid: int
+    alive: bool  # not a zombie
+    cmdline: bytes
+    environ: bytes
+
+
+def processes() -> list[Process]:
+    """Every process this user can see, from /proc (Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        found.append(
+            Process(int(entry.name), int(fields[1]), fields[0] not in "ZX", cmdline, environ)
+        )
+    return found

@@ -24,14 +24,13 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.helpers import cli_env, group_gone, start_cli
+from tests.helpers import group_gone, processes, run_command, start_cli
 
 GRID = [
     "model.act=relu,selu,softplus,leaky",
@@ -62,19 +61,7 @@ def _status(run_dir: Path) -> str | None:
 
 def _workers(pid: int) -> list[int]:
     """The command's worker processes (multiprocessing's spawned children)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
-    return found
+    return [p.pid for p in processes() if p.ppid == pid and b"spawn_main" in p.cmdline]
 
 
 class Chaos:
@@ -188,10 +175,7 @@ class Chaos:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same sweep, never interrupted."""
     folder = tmp_path_factory.mktemp("reference")
-    done = subprocess.run(
-        [sys.executable, "-m", "mlp_sweep", "-m", *GRID, f"hydra.sweep.dir={folder / 'sweep'}"],
-        cwd=folder, env=cli_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = run_command("-m", *GRID, f"hydra.sweep.dir={folder / 'sweep'}", cwd=folder)
     assert done.returncode == 0, done.stderr[-3000:]
     return folder / "sweep"
 

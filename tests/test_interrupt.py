@@ -16,7 +16,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers import assert_same_history, epochs_written, group_gone, start_cli, wait_for
+from tests.helpers import (
+    assert_same_history,
+    epochs_written,
+    group_gone,
+    run_command,
+    start_cli,
+    wait_for,
+)
 
 # ~0.2 s an epoch on 2 cores: several epochs, so a signal lands mid-run.
 LONG = ["data.limit_train=12000", "data.limit_test=2000", "trainer.epochs=8"]
@@ -26,21 +33,10 @@ LONG = ["data.limit_train=12000", "data.limit_test=2000", "trainer.epochs=8"]
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each activation's uninterrupted run: what a resumed run must end equal to. One sweep on
     the basic launcher (each run alone in one process, as a single run trains it)."""
-    import subprocess
-    import sys
-
-    from tests.helpers import cli_env
 
     root = tmp_path_factory.mktemp("reference")
     args = ["-m", "model.act=relu,selu", *LONG, "hydra/launcher=basic", f"hydra.sweep.dir={root}"]
-    result = subprocess.run(
-        [sys.executable, "-m", "mlp_sweep", *args],
-        cwd=root,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    result = run_command(*args, cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     return {"relu": root / "0", "selu": root / "1"}
 

@@ -18,7 +18,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlp_sweep.cli.resume import unsafe
 from mlp_sweep.run import lock
 from mlp_sweep.summary import main as summary_main
-from tests.helpers import assert_same_history, cli_env, epochs_written, start_cli, wait_for
+from tests.helpers import (
+    assert_same_history,
+    cli_env,
+    epochs_written,
+    run_command,
+    start_cli,
+    wait_for,
+)
 
 LONG = ["data.limit_train=6000", "data.limit_test=2000", "trainer.epochs=6"]
 
@@ -153,13 +160,7 @@ def test_two_resumes_at_once_train_each_run_once(tmp_path: Path, launcher: str) 
     assert pd.read_csv(sweep / "summary.csv")["status"].tolist() == ["ok"] * 3
     # And each ends where one uninterrupted run ends.
     reference = tmp_path / "reference"
-    done = subprocess.run(
-        [sys.executable, "-m", "mlp_sweep", "model.act=relu", *LONG, f"hydra.run.dir={reference}"],
-        cwd=tmp_path,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-    )
+    done = run_command("model.act=relu", *LONG, f"hydra.run.dir={reference}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert_same_history(sweep / "0", reference)
 
@@ -178,14 +179,7 @@ def test_a_folder_being_trained_is_left_alone(tmp_path: Path) -> None:
         log_before = (sweep / "0" / "mlp_sweep.log").read_text()
         assert epochs_written(sweep / "0") < 6  # mid-run indeed
 
-        second = subprocess.run(
-            [sys.executable, "-m", "mlp_sweep", *args],
-            cwd=tmp_path,
-            env=cli_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        second = run_command(*args, cwd=tmp_path, timeout=120)
     finally:
         os.killpg(first.pid, signal.SIGCONT)
     assert second.returncode == 1, second.stderr[-3000:]

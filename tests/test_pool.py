@@ -15,6 +15,7 @@ import pytest
 from mlp_sweep.cli.early_workers import expected_workers
 from mlp_sweep.launch import pool
 from mlp_sweep.training import threads
+from tests.helpers import processes
 
 
 @pytest.mark.parametrize(
@@ -82,20 +83,11 @@ def _workers_with(marker: str) -> list[int]:
     Only spawned workers: multiprocessing's resource tracker, also a child, exits on its own
     once it sees the command gone, which may be a moment after the command's exit.
     """
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        alive = state not in ("Z", "X")
-        if marker.encode() in environ and b"spawn_main" in cmdline and alive:
-            found.append(int(entry.name))
-    return found
+    return [
+        p.pid
+        for p in processes()
+        if p.alive and marker.encode() in p.environ and b"spawn_main" in p.cmdline
+    ]
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mlp_sweep.results.summary import METRIC_COLUMNS
-from tests.helpers import assert_same_history, cli_env
+from tests.helpers import assert_same_history, cli_env, run_command
 
 ACTS = ["relu", "leaky", "selu", "softplus"]
 
@@ -51,14 +51,7 @@ SEED_SWEEP += ["trainer.epochs=2"]
 @pytest.fixture(scope="module")
 def seed_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("seeds")
-    result = subprocess.run(
-        [sys.executable, "-m", "mlp_sweep", "-m", *SEED_SWEEP, f"hydra.sweep.dir={root / 's'}"],
-        cwd=root,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    result = run_command("-m", *SEED_SWEEP, f"hydra.sweep.dir={root / 's'}", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "s"
 
