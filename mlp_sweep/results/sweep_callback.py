@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlp_sweep import labels
 from mlp_sweep.hydra_compat import GRID_SWEEPERS
 from mlp_sweep.results.progress import Progress, is_terminal
+from mlp_sweep.run.interrupt import ignore_signals
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ class SummaryCallback(Callback):
         threading.Thread(target=_import_plots, name="mlp_sweep-import", daemon=True).start()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # Every job has ended: what is left is writing what they left, which a signal could
+        # only cut short (one raised inside an import, while the plot import thread runs,
+        # can leave the import locks held and the command hung). So no signal stops it now.
+        ignore_signals()
         from mlp_sweep.results.publish import write_results
         from mlp_sweep.results.summary import SUMMARY_FILE, SummaryError, count_failed, format_table
 
