@@ -67,8 +67,17 @@ def _workers(pid: int) -> list[int]:
 class Chaos:
     """The rounds of one sweep, the faults they threw, and the invariants they kept."""
 
-    def __init__(self, tmp_path: Path, args: list[str], seed: int, runs: int) -> None:
-        self.tmp_path, self.args, self.runs = tmp_path, args, runs
+    def __init__(
+        self,
+        tmp_path: Path,
+        args: list[str],
+        seed: int,
+        runs: int,
+        moments: tuple[float, float] = (0.5, 6.0),
+    ) -> None:
+        """moments: the range of seconds after a start when a fault comes (a search spends
+        its first seconds importing Optuna and opening its study, before any worker runs)."""
+        self.tmp_path, self.args, self.runs, self.moments = tmp_path, args, runs, moments
         self.sweep = tmp_path / "sweep"
         self.rng = random.Random(seed)
         self.seed = seed
@@ -96,7 +105,9 @@ class Chaos:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
-            raise AssertionError(f"round hung {self.where()}: {(out + err)[-3000:]}") from None
+            raise AssertionError(
+                f"round hung {self.where()} after {thrown}: {(out + err)[-3000:]}"
+            ) from None
         said = out + err
         assert "Traceback" not in said, f"{self.where()} {thrown}:\n{said[-4000:]}"
         assert group_gone(proc.pid), f"processes left running {self.where()}"
@@ -109,7 +120,7 @@ class Chaos:
 
     def throw(self, fault: str, proc: subprocess.Popen[str]) -> str | None:
         """Wait a random moment, then the fault; None if the command ended first."""
-        deadline = time.monotonic() + self.rng.uniform(0.5, 6.0)
+        deadline = time.monotonic() + self.rng.uniform(*self.moments)
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return None
@@ -217,10 +228,10 @@ SEARCH = [
 ]
 
 
-def _search_chaos(tmp_path: Path, rounds: int) -> None:
+def _search_chaos(tmp_path: Path, rounds: int, moments: tuple[float, float]) -> None:
     optuna = pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
     tic = time.monotonic()
-    chaos = Chaos(tmp_path, SEARCH, _seed(), runs=8)
+    chaos = Chaos(tmp_path, SEARCH, _seed(), runs=8, moments=moments)
     print(f"chaos seed {chaos.seed}")
     chaos.run(rounds)
     study = optuna.load_study(study_name="mlp_sweep", storage=f"sqlite:///{chaos.sweep}/optuna.db")
@@ -236,9 +247,11 @@ def _search_chaos(tmp_path: Path, rounds: int) -> None:
 
 
 def test_a_search_survives_a_few_random_faults(tmp_path: Path) -> None:
-    _search_chaos(tmp_path, rounds=2)
+    _search_chaos(tmp_path, rounds=2, moments=(0.5, 6.0))
 
 
 @pytest.mark.slow
 def test_a_search_survives_fifty_random_faults(tmp_path: Path) -> None:
-    _search_chaos(tmp_path, rounds=50)
+    # Later moments than the grid's: a search spends its first seconds importing Optuna and
+    # opening its study, before any worker runs; these reach its workers too.
+    _search_chaos(tmp_path, rounds=50, moments=(3.0, 12.0))
