@@ -102,7 +102,6 @@ def _receive(slot: _Slot) -> tuple[int, str, Any] | None:
             return None
         index, kind, value = cloudpickle.loads(slot.conn.recv_bytes())
     except (EOFError, OSError):  # its end closed: it died, with or without a signal
-        slot.process.join()
         return None
     return index, kind, value
 
@@ -178,7 +177,7 @@ class Pool:
     def _start(self) -> _Slot:
         """A warm worker if one is alive, else a new one; either gets the pool's job set-up.
         A worker that dies while starting (killed while importing, say) is replaced."""
-        for _ in range(3):
+        for _ in range(MAX_START_DEATHS):
             slot = _warm.pop(0) if _warm else _spawn(None)
             try:
                 slot.conn.send((self.env, self._init))
@@ -213,6 +212,26 @@ class Pool:
                 return
             slot.index = index
 
+        def died(slot: _Slot) -> None:
+            """Dead with its job unanswered: its pipe may say so (EOF) before its sentinel
+            does, or after. A job it began is lost (and only that one) or, with retries left,
+            runs again; one it never began (it died starting up) goes to the next worker."""
+            index = slot.index
+            assert index is not None
+            slot.process.join()
+            lost = Lost(index, slot.process.exitcode)
+            counts = retried if slot.started else deaths
+            counts[index] = counts.get(index, 0) + 1
+            if slot.started and counts[index] <= self.retries:
+                if self.on_retry is not None:
+                    self.on_retry(index, lost, counts[index])
+                todo.append((index, payloads[index]))
+            elif not slot.started and counts[index] < MAX_START_DEATHS:
+                todo.appendleft((index, payloads[index]))
+            else:
+                results[index] = ("lost", lost)
+            replace(slot)
+
         def replace(slot: _Slot) -> None:
             """A dead worker out of the pool; a new one carries on with the rest."""
             slot.process.join()
@@ -244,27 +263,7 @@ class Pool:
                         results[index] = (kind, value)
                         feed(slot)
                     elif slot.process.sentinel in ready or not slot.process.is_alive():
-                        # Dead with its job unanswered: its pipe may say so (EOF) before its
-                        # sentinel does, or after. A job it began is lost (and only that one);
-                        # one it never began (it died starting up) goes to the next worker.
-                        assert slot.index is not None
-                        slot.process.join()
-                        lost = Lost(slot.index, slot.process.exitcode)
-                        if slot.started:
-                            retried[slot.index] = retried.get(slot.index, 0) + 1
-                            if retried[slot.index] <= self.retries:
-                                if self.on_retry is not None:
-                                    self.on_retry(slot.index, lost, retried[slot.index])
-                                todo.append((slot.index, payloads[slot.index]))
-                            else:
-                                results[slot.index] = ("lost", lost)
-                        else:
-                            deaths[slot.index] = deaths.get(slot.index, 0) + 1
-                            if deaths[slot.index] >= MAX_START_DEATHS:
-                                results[slot.index] = ("lost", lost)
-                            else:
-                                todo.appendleft((slot.index, payloads[slot.index]))
-                        replace(slot)
+                        died(slot)
         except BaseException as err:
             self.stop(getattr(err, "signum", signal.SIGINT))
             raise
