@@ -96,9 +96,14 @@ def parse_space(overrides: Sequence[Override]) -> Space:
     return space
 
 
+def sampled(space: Space) -> dict[str, BaseDistribution]:
+    """The keys a trial draws values for, and their distributions (the rest are fixed)."""
+    return {key: d for key, d in space.items() if not isinstance(d, str)}
+
+
 def trial_overrides(space: Space, params: Mapping[str, Any]) -> list[str]:
     """The job's overrides: the fixed ones and the trial's sampled values, in the space's order."""
-    missing = [key for key, d in space.items() if not isinstance(d, str) and key not in params]
+    missing = [key for key in sampled(space) if key not in params]
     if missing:
         raise SweepError(f"a trial left running has no value for {missing}: was the space changed?")
     return [d if isinstance(d, str) else f"{key}={params[key]}" for key, d in space.items()]
@@ -108,7 +113,7 @@ def grid_points(space: Space, limit: int) -> list[dict[str, Any]] | None:
     """The first `limit` combinations when every param is discrete, in Hydra's sweep order."""
     from optuna.distributions import CategoricalDistribution
 
-    dists = {key: dist for key, dist in space.items() if not isinstance(dist, str)}
+    dists = sampled(space)
     choices = [d.choices for d in dists.values() if isinstance(d, CategoricalDistribution)]
     if len(choices) < len(dists):
         return None
@@ -211,7 +216,7 @@ class OptunaSweeper(Sweeper):
         grid = grid_points(space, self.n_trials + 1)  # None when a param is continuous
         if self.sampler.name == SamplerName.grid:
             if grid is None:
-                swept = [key for key, dist in space.items() if not isinstance(dist, str)]
+                swept = list(sampled(space))
                 raise SweepError(f"hydra.sweeper.sampler.name=grid needs discrete sweeps: {swept}")
             grid = grid[: self.n_trials]
         elif grid is not None and len(grid) > self.n_trials:
@@ -231,12 +236,12 @@ class OptunaSweeper(Sweeper):
             returns += self._run(study, {t.number: trial_overrides(space, t.params) for t in left})
 
         finished = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-        sampled = [key for key, d in space.items() if not isinstance(d, str)]
+        drawn = sampled(space)
 
         def counted() -> int:  # a trial failed before it got its values did no work
             trials = study.get_trials(deepcopy=False, states=finished)
             # Trials left open count too: --resume finishes them, n_trials in all.
-            return sum(1 for t in trials if t.params or not sampled) + len(self.open)
+            return sum(1 for t in trials if t.params or not drawn) + len(self.open)
 
         while (done := counted()) < target:
             asked = [self._ask(study, space, grid) for _ in range(min(self.n_jobs, target - done))]
@@ -269,8 +274,10 @@ class OptunaSweeper(Sweeper):
         the values it never got), and the search asks a new trial in its place."""
         from optuna.trial import TrialState
 
-        sampled = [key for key, d in space.items() if not isinstance(d, str)]
-        if any(key in trial.params for key in sampled) or (sweep_dir / str(trial.number)).exists():
+        if (
+            any(key in trial.params for key in sampled(space))
+            or (sweep_dir / str(trial.number)).exists()
+        ):
             return False
         study.tell(trial.number, state=TrialState.FAIL)
         log.warning(
@@ -316,7 +323,7 @@ class OptunaSweeper(Sweeper):
             # took none): each point once, in order.
             taken = [t.params for t in study.get_trials(deepcopy=False) if t.params]
             study.enqueue_trial(next(point for point in grid if point not in taken))
-        return study.ask({key: dist for key, dist in space.items() if not isinstance(dist, str)})
+        return study.ask(sampled(space))
 
     def _run(self, study: Study, jobs: dict[int, list[str]]) -> list[Sequence[JobReturn]]:
         """Launch trials as jobs numbered by their trials, then tell Optuna what they returned."""
