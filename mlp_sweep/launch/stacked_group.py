@@ -38,7 +38,7 @@ from mlp_sweep.status import FINISHED, Status
 from mlp_sweep.training import precision
 from mlp_sweep.training.data import Data, load_data
 from mlp_sweep.training.device import resolve_device
-from mlp_sweep.training.loop import TimeLimitReached
+from mlp_sweep.training.loop import TimeLimitReached, deadline_after
 from mlp_sweep.training.stacked import Member
 from mlp_sweep.training.stacked_sgd import fit_stacked
 
@@ -141,18 +141,18 @@ def train_group(entries: Sequence[Entry]) -> None:
                 members[id(member)].life.epoch_done(members[id(member)].state)
 
         limit = first.trainer.time_limit  # the group's (fuse_key)
-        deadline = None if limit is None else time.monotonic() + limit
+        deadline = deadline_after(limit)
         try:
             with precision.autocast(first.trainer.precision, device):
                 for part in by_start.values():
                     fit_stacked([r.member for r in part], data, epoch_done, deadline)
         except TimeLimitReached:
             assert limit is not None
-            for run in runs:
-                if run.member.history.status == Status.DIVERGED:
-                    run.life.finished(run.member.history)
-                elif len(run.member.history.epochs) == run.entry.cfg.trainer.epochs:
-                    run.life.finished(run.member.history)  # an earlier part: done in time
+            for run in runs:  # members of an earlier part may have ended in time
+                history = run.member.history
+                ended = len(history.epochs) == run.entry.cfg.trainer.epochs
+                if ended or history.status == Status.DIVERGED:
+                    run.life.finished(history)
                 else:
                     run.life.timed_out(limit)
             return

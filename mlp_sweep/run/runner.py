@@ -36,7 +36,7 @@ from mlp_sweep.status import FINISHED, Status
 from mlp_sweep.training import precision
 from mlp_sweep.training.data import load_data
 from mlp_sweep.training.device import resolve_device
-from mlp_sweep.training.loop import History, TimeLimitReached, fit
+from mlp_sweep.training.loop import History, TimeLimitReached, deadline_after, fit
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,7 @@ def _train(life: Lifecycle) -> dict[str, Any]:
             life.epoch_done(state)
 
         trained = compiled(state.model) if cfg.trainer.compile else state.model
-        limit = cfg.trainer.time_limit
-        deadline = None if limit is None else time.monotonic() + limit
+        deadline = deadline_after(cfg.trainer.time_limit)
         with precision.autocast(cfg.trainer.precision, device):
             history = fit(
                 trained,

@@ -29,6 +29,17 @@ class TimeLimitReached(Exception):
     before it stand (the caller's checkpoint holds them)."""
 
 
+def deadline_after(seconds: float | None) -> float | None:
+    """The time.monotonic() at which trainer.time_limit (None: no limit) runs out."""
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def check_deadline(deadline: float | None) -> None:
+    """Raise TimeLimitReached past `deadline` (time.monotonic()); called once per step."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise TimeLimitReached
+
+
 def _cross_entropy(logits: Tensor, y: Tensor, reduction: str) -> Tensor:
     return F.cross_entropy(logits, y, reduction=reduction)
 
@@ -122,8 +133,7 @@ def train_epoch(
     loss_fn = LOSSES[loss]
     step = manual_step(model, optimizer, loss is Loss.ce)
     for idx in batch_indices(len(x), batch_size, generator, x.device):
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeLimitReached
+        check_deadline(deadline)
         # index_select: the same rows as x[idx], a third of the time on a CPU.
         xb, yb = x.index_select(0, idx), y.index_select(0, idx)
         if step is not None:

@@ -23,7 +23,7 @@ from mlp_sweep.status import Status
 from mlp_sweep.training import precision
 from mlp_sweep.training.data import Data, batch_indices, load_data
 from mlp_sweep.training.device import resolve_device
-from mlp_sweep.training.loop import LOSSES, EpochStats, TimeLimitReached, make_optimizer
+from mlp_sweep.training.loop import LOSSES, EpochStats, check_deadline, make_optimizer
 from mlp_sweep.training.model import build_mlp
 from mlp_sweep.training.sgd_step import manual_step
 from mlp_sweep.training.stacked import Member, StackedMLP, act_key
@@ -199,15 +199,13 @@ def fit_stacked(
         total = torch.zeros(len(model.members), device=device, dtype=data.x_train.dtype)
         if shared:
             for idx in batch_indices(n, t.batch_size, generator, device):
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeLimitReached
+                check_deadline(deadline)
                 xb, yb = data.x_train.index_select(0, idx), data.y_train.index_select(0, idx)
                 total += step(model, sgd, xb, yb, loss) * len(idx)
         else:
             orders = [batch_indices(n, t.batch_size, m.generator, device) for m in model.members]
             for idxs in zip(*orders, strict=True):
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeLimitReached
+                check_deadline(deadline)
                 xb = torch.stack([data.x_train.index_select(0, idx) for idx in idxs])
                 yb = torch.stack([data.y_train.index_select(0, idx) for idx in idxs])
                 total += step(model, sgd, xb, yb, loss) * len(idxs[0])
