@@ -3,6 +3,8 @@ Hydra's errors, composing once per structure: a sweep's cost per job guarded by 
 
 from __future__ import annotations
 
+import signal
+import traceback
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -15,6 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mlp_sweep.launch.compose import CachedLoader
 from mlp_sweep.paths import CONF_DIR
+from tests.helpers import CtrlCInsideOmegaConf
 
 JOBS = [
     ["seed=0", "optim=sgd", "optim.lr=0.1", "model.act=selu"],
@@ -119,3 +122,29 @@ def test_it_travels_to_workers_without_its_cache(loaders) -> None:
     assert isinstance(copy, CachedLoader) and copy.composes == 0
     cfg = copy.load_configuration("config", ["seed=2"], RunMode.RUN)
     assert isinstance(cfg, DictConfig) and cfg.seed == 2
+
+
+def _compose_with_ctrl_c(loader: object) -> BaseException:
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with CtrlCInsideOmegaConf(within="load_configuration"):
+            loader.load_configuration("config", ["model.hidden=[7,7]"], RunMode.RUN)  # type: ignore[attr-defined]
+    except BaseException as err:  # noqa: BLE001 (what it raises is the point)
+        return err
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    raise AssertionError("the Ctrl-C was lost")
+
+
+def test_ctrl_c_while_composing_stops_it_cleanly(loaders) -> None:
+    """Hydra's own compose, hit at that moment, turns the Ctrl-C into an error (OmegaConf's
+    AttributeError, whose traceback Hydra prints); the sweep's compose holds the signal to its
+    end and raises a plain KeyboardInterrupt there, its cache intact for the next job."""
+    hydra_loader, cached = loaders
+    lost = _compose_with_ctrl_c(hydra_loader)
+    assert isinstance(lost, Exception), lost
+    assert "_invalidate_flags_cache" in "".join(traceback.format_exception(lost))
+    err = _compose_with_ctrl_c(cached)
+    assert type(err) is KeyboardInterrupt
+    cfg = cached.load_configuration("config", ["model.hidden=[7,7]"], RunMode.RUN)
+    assert list(cfg.model.hidden) == [7, 7]

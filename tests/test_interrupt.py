@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers import (
+    CtrlCInsideOmegaConf,
     assert_same_history,
     epochs_written,
     group_gone,
@@ -122,3 +123,27 @@ def test_interrupted_single_run_resumes(
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["status"] == "ok" and record["resumed_from_epoch"] >= 2
     assert_same_history(run_dir, uninterrupted["selu"])
+
+
+@pytest.mark.parametrize(
+    "within",
+    [
+        "register_configs",  # the schema, before anything is checked
+        "preflight",  # the command's checks of every job
+        "compose_config",  # Hydra composing the sweep's config
+        "load_sweep_config",  # the sweep composing its first job
+    ],
+)
+def test_ctrl_c_inside_omegaconf_says_one_line(run_main, tmp_path: Path, within: str) -> None:
+    """A Ctrl-C at the worst moment of OmegaConf's work (see CtrlCInsideOmegaConf), in each part
+    of the command that builds configs: while it starts, the command holds the signal to the
+    sweep's start; a job's compose holds it to its end. One line, exit 130, no traceback."""
+    args = ["-m", "model.act=relu,selu", "data=synthetic", "trainer.epochs=1"]
+    with CtrlCInsideOmegaConf(within) as ctrl_c:
+        result = run_main(*args, "hydra/launcher=basic", f"hydra.sweep.dir={tmp_path}")
+    assert ctrl_c.sent, f"no such moment in {within}"
+    said = result.stdout + result.stderr
+    assert result.returncode == 130, said[-3000:]
+    assert "Traceback" not in said and "Error" not in said, said[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlp_sweep: interrupted (SIGINT)"), last

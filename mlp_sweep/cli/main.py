@@ -29,7 +29,14 @@ from mlp_sweep.hydra_compat import parse_args
 from mlp_sweep.launch.task import records_runs
 from mlp_sweep.paths import CONF_DIR
 from mlp_sweep.results import sweep_callback as callbacks
-from mlp_sweep.run.interrupt import exit_code, ignore_signals, signal_name, signals_raise
+from mlp_sweep.run.interrupt import (
+    exit_code,
+    holding_a_signal,
+    ignore_signals,
+    release_signals,
+    signal_name,
+    signals_raise,
+)
 from mlp_sweep.run.runner import JobInfo, run
 from mlp_sweep.status import FINISHED, Status
 from mlp_sweep.training import data
@@ -86,7 +93,36 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    register_configs()
+    argv, planned = sys.argv[1:], 0
+    # A Ctrl-C while the command starts (mostly OmegaConf building configs, which a
+    # KeyboardInterrupt raised partway leaves broken) is held to the first safe moment: the end
+    # of the checks below, or the sweep's start, where the summary callback releases it.
+    with signals_raise(held=True):
+        try:
+            register_configs()
+            argv, planned = _checked_start()
+            if holding_a_signal():
+                release_signals()
+            sys.argv = [sys.argv[0], *argv]
+            hydra_main()
+        except (MlpSweepError, ValueError, OSError) as err:  # Hydra's own, outside its report
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"mlp_sweep: error: {error_line(err)}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt as err:
+            ignore_signals()
+            print(
+                f"mlp_sweep: interrupted ({signal_name(err)}); {_after_interrupt(argv, planned)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(exit_code(err))
+
+
+def _checked_start() -> tuple[list[str], int]:
+    """The command line, checked with every job of it (exit 2 and one line where one is bad);
+    returns it and the number of runs it plans."""
     try:
         argv = resume_argv(sys.argv[1:])
         args = parse_args(argv)
@@ -109,23 +145,7 @@ def main() -> None:
             f"are skipped; {len(prior) - finished} to run",
             flush=True,
         )
-    sys.argv = [sys.argv[0], *argv]
-    try:
-        with signals_raise():
-            hydra_main()
-    except (MlpSweepError, ValueError, OSError) as err:  # Hydra's own, raised outside its report
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"mlp_sweep: error: {error_line(err)}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt as err:
-        ignore_signals()
-        print(
-            f"mlp_sweep: interrupted ({signal_name(err)}); {_after_interrupt(argv, len(prior))}",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.exit(exit_code(err))
+    return argv, len(prior)
 
 
 def _complete_values() -> None:

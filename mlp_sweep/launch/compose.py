@@ -16,7 +16,9 @@ is composed by Hydra in full, so its error is Hydra's own.
 from __future__ import annotations
 
 import copy
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -25,6 +27,23 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mlp_sweep.hydra_compat import apply_overrides, overrides_dirname
+from mlp_sweep.run.interrupt import signals_held
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def held(method: Callable[P, R]) -> Callable[P, R]:
+    """The method, with SIGINT and SIGTERM held to its end (mlp_sweep.run.interrupt): a
+    KeyboardInterrupt raised inside OmegaConf leaves a node half-built, and surfaces as an
+    AttributeError's traceback instead of a stopped sweep."""
+
+    @functools.wraps(method)
+    def holding(*args: P.args, **kwargs: P.kwargs) -> R:
+        with signals_held():
+            return method(*args, **kwargs)
+
+    return holding
 
 
 class CachedLoader(ConfigLoader):
@@ -76,6 +95,7 @@ class CachedLoader(ConfigLoader):
         parsed = [self._parsed[text] for text in overrides]
         return parsed, [self._applied_later(o) for o in parsed]
 
+    @held
     def load_configuration(
         self,
         config_name: str | None,
@@ -111,6 +131,7 @@ class CachedLoader(ConfigLoader):
         )
         return cfg
 
+    @held
     def load_sweep_config(
         self, master_config: DictConfig, sweep_overrides: list[str]
     ) -> DictConfig:
@@ -124,6 +145,7 @@ class CachedLoader(ConfigLoader):
         OmegaConf.copy_cache(from_config=master_config, to_config=sweep_config)
         return sweep_config
 
+    @held
     def check_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> None:
         """Raise what load_sweep_config would raise for this job, without building its config.
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlp_sweep import labels
 from mlp_sweep.hydra_compat import GRID_SWEEPERS
 from mlp_sweep.results.progress import Progress, is_terminal
-from mlp_sweep.run.interrupt import ignore_signals
+from mlp_sweep.run.interrupt import ignore_signals, release_signals
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,11 @@ ACTIVE = Active()
 class SummaryCallback(Callback):
     """Reads the records from disk, so it works for any launcher (jobs may run elsewhere)."""
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        release_signals()  # composed: a Ctrl-C held while the command started stops it here
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        release_signals()  # composed: a Ctrl-C held while the command started stops it here
         ACTIVE.sweep_dir = Path(config.hydra.sweep.dir)
         sweeper = config.hydra.sweeper
         if sweeper.get("_target_") in GRID_SWEEPERS:

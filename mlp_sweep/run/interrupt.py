@@ -17,6 +17,9 @@ from types import FrameType
 # The signals that stop a run: Ctrl-C, and what `kill`, SLURM and job schedulers send.
 STOPS = {signal.SIGINT, signal.SIGTERM}
 
+# While the command starts: the signals noted so far (None: not holding; see hold_signals).
+_pending: list[int] | None = None
+
 
 class Interrupted(KeyboardInterrupt):
     """A signal asked this process to stop."""
@@ -82,22 +85,87 @@ def stop_on_signals() -> None:
 
 
 @contextmanager
-def signals_raise() -> Iterator[None]:
+def signals_raise(held: bool = False) -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise Interrupted, once (main thread only).
 
     Replaces any earlier handlers for the block (submitit's, which ignores SIGTERM, say) and
-    puts them back after it.
+    puts them back after it. held=True: they are only noted until release_signals() (the
+    command's start-up, see hold_signals); one noted and never released is raised at the end.
+    """
+    global _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    if held:
+        hold_signals()
+    else:
+        stop_on_signals()
+    try:
+        yield
+        release_signals()
+    finally:
+        _pending = None
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def hold_signals() -> None:
+    """Until release_signals(), SIGINT and SIGTERM are noted, not raised (main thread only).
+
+    For the command's start-up, which is mostly Hydra composing configs: OmegaConf changes a
+    node's flags inside try/finally blocks, and an exception raised partway leaves the node
+    half-built, so that the finally block fails with an AttributeError; Hydra then prints that
+    error's traceback where Ctrl-C should have said one line.
+    """
+    global _pending
+    noted: list[int] = []
+    _pending = noted
+    signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    signal.signal(signal.SIGTERM, lambda signum, frame: noted.append(signum))
+
+
+def holding_a_signal() -> bool:
+    return bool(_pending)
+
+
+def release_signals() -> None:
+    """From here SIGINT and SIGTERM raise Interrupted; one that came while held is raised now.
+
+    Called where a stop is safe: before the first job starts, outside any config code. Does
+    nothing where signals are not held (a worker process, a second call).
+    """
+    global _pending
+    if _pending is None or threading.current_thread() is not threading.main_thread():
+        return
+    noted, _pending = _pending, None
+    stop_on_signals()
+    if noted:
+        _raise_once(noted[0], None)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Within the block SIGINT and SIGTERM wait; the first is delivered at its end, to the
+    handler in place before it (code that must not stop partway: composing a job's config).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    stop_on_signals()
+    if any(handler is None for handler in previous.values()):  # set outside Python: leave it
+        yield
+        return
+    noted: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    signal.signal(signal.SIGTERM, lambda signum, frame: noted.append(signum))
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if noted:
+            signal.raise_signal(noted[0])
 
 
 def ignore_signals() -> None:
