@@ -108,14 +108,14 @@ def run_main(
 
     from mlp_sweep.cli import main as cli
     from mlp_sweep.results import sweep_callback
-    from mlp_sweep.training import data
+    from mlp_sweep.training import files
 
     def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         monkeypatch.chdir(cwd or tmp_path)
         monkeypatch.setattr(sys, "argv", ["mlp_sweep", *args])
         monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
         monkeypatch.setattr(sweep_callback, "ACTIVE", sweep_callback.Active())
-        monkeypatch.setattr(data, "ORIGIN", data.ORIGIN)
+        monkeypatch.setattr(files, "ORIGIN", files.ORIGIN)
         logs = _logging_state()
         threads = torch.get_num_threads()
         deterministic = torch.are_deterministic_algorithms_enabled()

@@ -105,8 +105,13 @@ def assert_same_history(run_dir: Path, reference: Path) -> None:
 
 def run_command(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """`python -m mlp_sweep args...` to its end, its output captured."""
+    return run_python("-m", "mlp_sweep", *args, cwd=cwd, timeout=timeout)
+
+
+def run_python(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """`python args...` to its end, in the commands' environment, its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "mlp_sweep", *args],
+        [sys.executable, *args],
         cwd=cwd,
         env=cli_env(),
         capture_output=True,

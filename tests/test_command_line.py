@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlp_sweep.training.data import DATA_DIR
+from mlp_sweep.training.files import DATA_DIR
 
 TINY = ["data=synthetic", "data.n_train=200", "data.n_test=100", "trainer.epochs=1"]
 BASIC = ["hydra/launcher=basic"]  # one process: the quickest start for a tiny sweep

@@ -10,7 +10,8 @@ import torch
 
 from mlp_sweep.config import DataConfig, Dataset
 from mlp_sweep.errors import DataError
-from mlp_sweep.training.data import DATA_DIR, batch_indices, load_data, prepare_raw
+from mlp_sweep.training.data import batch_indices, load_data
+from mlp_sweep.training.files import DATA_DIR, prepare_raw
 
 CPU = torch.device("cpu")
 SHIPPED = DATA_DIR / "MNIST" / "raw"

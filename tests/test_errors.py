@@ -9,7 +9,7 @@ import pytest
 
 from mlp_sweep.cli import main as cli
 from mlp_sweep.config import DataConfig
-from mlp_sweep.training.data import DATA_DIR, IDX_FILES, prepare_raw
+from mlp_sweep.training.files import DATA_DIR, IDX_FILES, prepare_raw
 
 BAD = {
     "unknown activation": (

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from mlp_sweep.config import DataConfig
-from mlp_sweep.training.data import DATA_DIR, IDX_FILES, prepare_raw
+from mlp_sweep.training.files import DATA_DIR, IDX_FILES, prepare_raw
 from tests.helpers import assert_same_history, cli_env, epochs_written, wait_for
 
 # ~0.15 s an epoch on 2 cores: long enough to be killed mid-run, short enough for the suite.

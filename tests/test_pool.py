@@ -15,7 +15,7 @@ import pytest
 from mlp_sweep.cli.early_workers import expected_workers
 from mlp_sweep.launch import pool
 from mlp_sweep.training import threads
-from tests.helpers import processes
+from tests.helpers import processes, run_python
 
 
 @pytest.mark.parametrize(
@@ -138,3 +138,36 @@ def test_a_worker_stopped_while_starting_runs_nothing() -> None:
     finally:
         slot.process.kill()
         slot.process.join()
+
+
+# The command as `python -m mlp_sweep` runs it, saying at its exit whether torch was imported
+# in its own process (alter_sys: its workers start from mlp_sweep.__main__, as they would).
+_SAYS_IF_TORCH = (
+    "import atexit, runpy, sys; "
+    "atexit.register(lambda: print('torch imported here:', 'torch' in sys.modules)); "
+    "sys.argv = ['mlp_sweep', *sys.argv[1:]]; "
+    "runpy.run_module('mlp_sweep', run_name='__main__', alter_sys=True)"
+)
+
+
+def test_the_command_itself_never_imports_torch_on_the_parallel_launcher(
+    tmp_path: Path,
+) -> None:
+    """Its workers import torch (~2.5 s of CPU each) while it checks the jobs; a third import
+    in the command's own process would only compete with theirs for the cores. MNIST, so the
+    data check (md5 of the shipped files) is on the path too."""
+    args = ["-m", "model.act=relu,selu", "data.limit_train=200", "data.limit_test=100"]
+    result = run_python(
+        "-c", _SAYS_IF_TORCH, *args, "trainer.epochs=1", f"hydra.sweep.dir={tmp_path / 's'}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 runs" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "torch imported here: False"
+    # A single run trains in the command's own process: there it is imported.
+    result = run_python(
+        "-c", _SAYS_IF_TORCH, "model.act=relu", "data=synthetic", "trainer.epochs=1",
+        f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "torch imported here: True"

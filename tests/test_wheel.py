@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from mlp_sweep.config import DataConfig
-from mlp_sweep.training import data
+from mlp_sweep.training import files
 
 pytestmark = pytest.mark.wheel
 
@@ -236,32 +236,32 @@ def test_read_only_shipped_mnist_decompresses_into_the_user_cache(
     shipped = tmp_path / "site-packages" / "mlp_sweep" / "mnist"
     raw = shipped / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in data.IDX_FILES:
+    for name in files.IDX_FILES:
         gz = raw / f"{name}.gz"
         if name == "t10k-labels-idx1-ubyte":
-            shutil.copy(data.DATA_DIR / "MNIST" / "raw" / gz.name, gz)
+            shutil.copy(files.DATA_DIR / "MNIST" / "raw" / gz.name, gz)
         else:
             gz.write_bytes(gzip.compress(name.encode()))
     raw.chmod(0o555)
-    monkeypatch.setattr(data, "DATA_DIR", shipped)
+    monkeypatch.setattr(files, "DATA_DIR", shipped)
     monkeypatch.setenv("MLP_SWEEP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "_check_mnist", lambda cfg, folder: None)
+    monkeypatch.setattr(files, "_check_mnist", lambda cfg, folder: None)
     if os.geteuid() == 0:  # root writes through chmod; say the folder is read-only instead
-        writable = data._writable
+        writable = files._writable
         monkeypatch.setattr(
-            data, "_writable", lambda p: not p.is_relative_to(shipped) and writable(p)
+            files, "_writable", lambda p: not p.is_relative_to(shipped) and writable(p)
         )
     try:
         cfg = DataConfig()
-        assert data.data_root(cfg) == tmp_path / "cache" / "data"
-        folder = data.prepare_raw(cfg)
+        assert files.data_root(cfg) == tmp_path / "cache" / "data"
+        folder = files.prepare_raw(cfg)
         assert folder == tmp_path / "cache" / "data" / "MNIST" / "raw"
-        assert sorted(p.name for p in raw.iterdir()) == sorted(f"{n}.gz" for n in data.IDX_FILES)
+        assert sorted(p.name for p in raw.iterdir()) == sorted(f"{n}.gz" for n in files.IDX_FILES)
         labels = (folder / "t10k-labels-idx1-ubyte").read_bytes()
-        assert len(labels) == data.MNIST_FILES["t10k-labels-idx1-ubyte"][0]
+        assert len(labels) == files.MNIST_FILES["t10k-labels-idx1-ubyte"][0]
         assert (folder / "train-images-idx3-ubyte").read_bytes() == b"train-images-idx3-ubyte"
         # Decompressed once: the cache's copies are used from then on.
-        assert data.data_root(cfg) == tmp_path / "cache" / "data"
+        assert files.data_root(cfg) == tmp_path / "cache" / "data"
     finally:
         raw.chmod(0o755)
 
@@ -273,10 +273,10 @@ def test_a_writable_or_already_decompressed_shipped_mnist_stays_in_place(
     install whose folder already holds the four files (say, made there by its installer)."""
     raw = tmp_path / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "mnist")
+    monkeypatch.setattr(files, "DATA_DIR", tmp_path / "mnist")
     monkeypatch.setenv("MLP_SWEEP_CACHE", str(tmp_path / "cache"))
-    assert data.data_root(DataConfig()) == tmp_path / "mnist"
-    for name in data.IDX_FILES:
+    assert files.data_root(DataConfig()) == tmp_path / "mnist"
+    for name in files.IDX_FILES:
         (raw / name).touch()
-    monkeypatch.setattr(data, "_writable", lambda p: False)
-    assert data.data_root(DataConfig()) == tmp_path / "mnist"
+    monkeypatch.setattr(files, "_writable", lambda p: False)
+    assert files.data_root(DataConfig()) == tmp_path / "mnist"

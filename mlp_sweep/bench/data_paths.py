@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torchvision import datasets, transforms
 
 from mlp_sweep.config import DataConfig, Loss, ModelConfig, OptimConfig
-from mlp_sweep.training.data import DATA_DIR, load_data, prepare_raw
+from mlp_sweep.training.data import load_data
+from mlp_sweep.training.files import DATA_DIR, prepare_raw
 from mlp_sweep.training.loop import make_optimizer, train_epoch
 from mlp_sweep.training.model import build_mlp
 

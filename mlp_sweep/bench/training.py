@@ -51,8 +51,9 @@ from mlp_sweep.config import (
     TrainerConfig,
 )
 from mlp_sweep.training import precision as precisions
-from mlp_sweep.training.data import DATA_DIR, load_data
+from mlp_sweep.training.data import load_data
 from mlp_sweep.training.device import resolve_device
+from mlp_sweep.training.files import DATA_DIR
 from mlp_sweep.training.loop import evaluate, make_optimizer, train_epoch
 from mlp_sweep.training.model import build_mlp
 

@@ -1,9 +1,10 @@
 """The default launcher's workers, started at the top of the command instead of at launch.
 
-A worker's start is its imports, torch above all (~2 s); the command's own start is the same
-imports, then the check of every job and Hydra's set-up (~2 s more). Started first, the workers
-import while the command does all that, on the cores the command does not use: on 2 cores one
-worker starts early, and a 10-job sweep of trivial jobs ends ~0.6 s sooner (7.6 s -> 7.0 s).
+A worker's start is its imports, torch above all (~2.5 s); the command's own start is Hydra's
+set-up and the check of every job (~1 s), with no torch (it trains nothing on this launcher).
+Started first, the workers import while the command does all that, on the cores the command does
+not use: on 2 cores one worker starts early (two made a refused command ~0.3 s slower to say so,
+and a sweep no faster: measured).
 
 How many the launcher will want is read from the command line alone (nothing is composed yet,
 and torch must not be imported here): the grid's size on the command line, the cores, and
@@ -75,6 +76,5 @@ def _expected(argv: list[str], cores: int) -> int:
         elif override.is_sweep_override():
             jobs *= len(list(override.sweep_string_iterator()))
     workers, _ = threads.split(jobs, cap, per_job, cores)
-    # One core stays the command's: on two cores, two workers importing beside it made a
-    # refused command ~1 s slower to say so, for ~0.1 s more of a head start (measured).
+    # One core stays the command's (see the module's docstring).
     return min(workers, cores - 1)

@@ -37,9 +37,8 @@ from mlp_sweep.run.interrupt import (
     signal_name,
     signals_raise,
 )
-from mlp_sweep.run.runner import JobInfo, run
 from mlp_sweep.status import FINISHED, Status
-from mlp_sweep.training import data
+from mlp_sweep.training import files
 
 
 # An absolute path: Hydra would read "../conf" as a Python package when started as a console
@@ -48,6 +47,10 @@ from mlp_sweep.training import data
 @records_runs
 def hydra_main(cfg: DictConfig) -> float | None:
     """One job. Returns its best test accuracy: what a search (hydra/sweeper=...) maximizes."""
+    # Here, not at the top: torch comes with it, and the command's own process needs none
+    # where its jobs run in workers (they import it while the command checks the jobs).
+    from mlp_sweep.run.runner import JobInfo, run
+
     hc = HydraConfig.get()
     job = JobInfo(
         num=OmegaConf.select(cast(DictConfig, hc), "job.num", default=None),  # unset in a run
@@ -65,7 +68,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         raise
     # With hydra.job.chdir=true the job runs in its folder: a relative data.root still means
     # the folder the command was started from, as preflight read it.
-    data.ORIGIN = Path(hydra.utils.get_original_cwd())
+    files.ORIGIN = Path(hydra.utils.get_original_cwd())
     try:
         record = run(to_config(cfg), run_dir, job)
     except ConfigMismatch as err:  # preflight catches this first; a custom subdir may not

@@ -22,9 +22,9 @@ from mlp_sweep.cli.checks import check_keys, in_schema, schema_node
 from mlp_sweep.config import Config, DataConfig, Dataset, to_config, validate
 from mlp_sweep.errors import ConfigError
 from mlp_sweep.paths import CONF_DIR
-from mlp_sweep.run.runner import prior_record
-from mlp_sweep.training.data import ensure_cached
-from mlp_sweep.training.device import resolve_device
+from mlp_sweep.run.prior import prior_record
+from mlp_sweep.training.device import check_device
+from mlp_sweep.training.files import cache_missing, prepare_raw
 
 # Flags after which Hydra prints something instead of running: nothing to check.
 INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "resolve")
@@ -100,7 +100,11 @@ def check_data(cfg: DataConfig, checked: set[tuple[str, str]]) -> None:
     downloaded here once rather than by every job at the same time."""
     key = (cfg.name.name, str(cfg.root))
     if cfg.name is not Dataset.synthetic and key not in checked:
-        ensure_cached(cfg)
+        prepare_raw(cfg)  # present and intact, or one line saying why not
+        if cache_missing(cfg):  # decoded once here, not by every worker at once (with torch:
+            from mlp_sweep.training.data import ensure_cached  # the first command only)
+
+            ensure_cached(cfg)
         checked.add(key)
 
 
@@ -108,7 +112,7 @@ def check_job(cfg: Config, run_dir: Path | None, checked: set[tuple[str, str]]) 
     """Every check a run would fail on, before any run starts. Returns the status of an
     earlier run of this config in run_dir (None if there is none)."""
     validate(cfg)
-    resolve_device(cfg.device)
+    check_device(cfg.device)
     check_data(cfg.data, checked)
     if run_dir is None or not run_dir.exists():
         return None

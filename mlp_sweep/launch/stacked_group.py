@@ -31,8 +31,8 @@ from mlp_sweep.errors import ConfigMismatch
 from mlp_sweep.launch.task import job_dir, reads_hydra_config, task_config
 from mlp_sweep.run import lock
 from mlp_sweep.run.lifecycle import JobInfo, Lifecycle, one_line
+from mlp_sweep.run.prior import prior_status
 from mlp_sweep.run.record import now_iso
-from mlp_sweep.run.runner import prior_status
 from mlp_sweep.run.state import RunState, configure_process, start_state
 from mlp_sweep.status import FINISHED, Status
 from mlp_sweep.training import precision

@@ -29,10 +29,11 @@ from typing import Any
 
 import torch
 
-from mlp_sweep.config import Config, flatten
+from mlp_sweep.config import Config
 from mlp_sweep.errors import MlpSweepError
 from mlp_sweep.loggers import LoggerSet, open_loggers, run_info
 from mlp_sweep.run.interrupt import signal_name
+from mlp_sweep.run.prior import run_params
 from mlp_sweep.run.record import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
@@ -71,12 +72,6 @@ def one_line(err: BaseException) -> str:
     if isinstance(err, MlpSweepError):
         return message
     return f"{type(err).__name__}: {message}" if message else type(err).__name__
-
-
-def run_params(cfg: Config) -> dict[str, Any]:
-    """The flat, dotted config as it reads back from metrics.json, for comparisons."""
-    params: dict[str, Any] = json.loads(json.dumps(flatten(dataclasses.asdict(cfg))))
-    return params
 
 
 class RunRecord:

@@ -19,18 +19,17 @@ record holds at each moment is mlp_sweep.run.lifecycle's, shared with the stacke
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from mlp_sweep.config import Config, is_run_setting, validate
-from mlp_sweep.errors import ConfigMismatch
+from mlp_sweep.config import Config, validate
 from mlp_sweep.run import lock
 from mlp_sweep.run.interrupt import signals_raise
-from mlp_sweep.run.lifecycle import JobInfo, Lifecycle, run_params
-from mlp_sweep.run.record import CHECKPOINT_FILE, load_checkpoint, now_iso, read_metrics
+from mlp_sweep.run.lifecycle import JobInfo, Lifecycle
+from mlp_sweep.run.prior import prior_record
+from mlp_sweep.run.record import now_iso
 from mlp_sweep.run.state import compiled, configure_process, start_state
 from mlp_sweep.status import FINISHED, Status
 from mlp_sweep.training import precision
@@ -39,49 +38,6 @@ from mlp_sweep.training.device import resolve_device
 from mlp_sweep.training.loop import History, TimeLimitReached, deadline_after, fit
 
 log = logging.getLogger(__name__)
-
-
-def _differing(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return sorted(
-        k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not is_run_setting(k)
-    )
-
-
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
-    keys = _differing(old, new)
-    shown = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:3])
-    return shown + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
-
-
-def prior_record(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
-    """What run_dir already holds for this config: its record, or None for a fresh folder.
-
-    Raises ConfigMismatch when the record or checkpoint there belongs to another config.
-    A torn or foreign metrics.json is no finished result, so it does not block a re-run.
-    """
-    params = run_params(cfg)
-    try:
-        record: dict[str, Any] | None = read_metrics(run_dir)
-    except (OSError, ValueError):
-        record = None
-    old = record.get("params") if record else None
-    if old is None and (run_dir / CHECKPOINT_FILE).exists():
-        try:
-            old = json.loads(load_checkpoint(run_dir / CHECKPOINT_FILE)["params"])
-        except Exception:  # a damaged checkpoint says nothing of its config: the run sets it aside
-            old = None
-    if old is not None and _differing(old, params):
-        raise ConfigMismatch(
-            f"{run_dir} holds a run of another config ({_differences(old, params)}); "
-            "choose a new folder (hydra.sweep.dir / hydra.run.dir) or delete that one"
-        )
-    return record
-
-
-def prior_status(run_dir: Path, cfg: Config) -> Status | None:
-    """The status run_dir's record holds for this config, or None for a fresh folder."""
-    prior = prior_record(run_dir, cfg)
-    return Status(prior["status"]) if prior and prior.get("status") in set(Status) else None
 
 
 def run(cfg: Config, run_dir: Path, job: JobInfo | None = None) -> dict[str, Any]:

@@ -1,18 +1,27 @@
-"""`device=` -> torch.device, refusing names that are not devices or not on this machine."""
+"""`device=` -> torch.device, refusing names that are not devices or not on this machine.
+
+torch is imported where a device is asked about, not at the top: the command checks every
+job's device before starting any, and `cpu` or `auto` need no torch for that (the command's
+own process then never imports it on the parallel launcher; its workers do, while it starts).
+"""
 
 from __future__ import annotations
 
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from mlp_sweep.errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
 
 CHOICES = "auto, cpu, cuda, cuda:N, mps"
 
 
 def available() -> list[str]:
     """The device names that would work here, for error messages."""
+    import torch
+
     names = ["auto", "cpu"]
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count:
@@ -24,6 +33,8 @@ def available() -> list[str]:
 
 def resolve_device(spec: str) -> torch.device:
     """auto -> cuda, then mps, then cpu; anything else must exist here."""
+    import torch
+
     spec = str(spec).strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
@@ -31,21 +42,43 @@ def resolve_device(spec: str) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", spec)
-    if match is None:
-        raise DeviceError("device", spec, f"not a device; choose one of {CHOICES}")
-    kind, index = match.group(1), match.group(2)
-    here = f"available here: {', '.join(available())}"
+    kind, index = _parsed(spec)
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError("device", spec, f"CUDA is not available on this machine; {here}")
+            raise DeviceError("device", spec, f"CUDA is not available on this machine; {_here()}")
         if index is None:  # record which GPU "cuda" meant
             return torch.device("cuda", torch.cuda.current_device())
         if int(index) >= torch.cuda.device_count():
-            raise DeviceError("device", spec, f"no such GPU; {here}")
+            raise DeviceError("device", spec, f"no such GPU; {_here()}")
     elif kind == "mps":
         if not torch.backends.mps.is_available():
-            raise DeviceError("device", spec, f"MPS is not available on this machine; {here}")
+            raise DeviceError("device", spec, f"MPS is not available on this machine; {_here()}")
     elif index is not None and int(index) != 0:
-        raise DeviceError("device", spec, f"there is one cpu device; {here}")
+        raise DeviceError("device", spec, f"there is one cpu device; {_here()}")
     return torch.device(spec)
+
+
+def check_device(spec: str) -> str:
+    """The device name, normalized, if it could name a device here (DeviceError if not).
+
+    Without torch for `auto` and `cpu`: whether CUDA or MPS is there is only asked of torch
+    (imported) where the name asks for one of them.
+    """
+    spec = str(spec).strip().lower()
+    if spec == "auto":
+        return spec
+    kind, index = _parsed(spec)
+    if kind != "cpu" or (index is not None and int(index) != 0):
+        resolve_device(spec)  # raises where it names no device here
+    return spec
+
+
+def _parsed(spec: str) -> tuple[str, str | None]:
+    match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", spec)
+    if match is None:
+        raise DeviceError("device", spec, f"not a device; choose one of {CHOICES}")
+    return match.group(1), match.group(2)
+
+
+def _here() -> str:
+    return f"available here: {', '.join(available())}"
