@@ -12,6 +12,9 @@ INTERRUPTED = 130
 
 def main() -> None:
     try:
+        from mlp_sweep.run.interrupt import stacks_on_sigusr1
+
+        stacks_on_sigusr1()
         from mlp_sweep.cli.early_workers import start_workers
 
         start_workers(sys.argv[1:])

@@ -103,10 +103,12 @@ class Chaos:
         try:
             out, err = proc.communicate(timeout=240)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGUSR1)  # each process prints its threads' stacks
+            time.sleep(2)
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate()
             raise AssertionError(
-                f"round hung {self.where()} after {thrown}: {(out + err)[-3000:]}"
+                f"round hung {self.where()} after {thrown}: {(out + err)[-12000:]}"
             ) from None
         said = out + err
         assert "Traceback" not in said, f"{self.where()} {thrown}:\n{said[-4000:]}"

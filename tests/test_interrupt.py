@@ -8,9 +8,13 @@ their checkpoints with the numbers of an uninterrupted run.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -67,10 +71,16 @@ def test_interrupted_sweep_keeps_everything_and_resumes(
     ]
     proc = start_cli(*args, cwd=tmp_path)
     wait_for(lambda: epochs_written(sweep / "0") >= 2, proc)
+    if to_group:  # first, `kill -USR1`: where each process is, printed, and they go on
+        os.killpg(proc.pid, signal.SIGUSR1)
+        time.sleep(0.3)
     (os.killpg if to_group else os.kill)(proc.pid, signum)
     out, err = proc.communicate(timeout=60)
 
     assert proc.returncode == 128 + signum, err[-3000:]
+    if to_group:  # the command's stacks and its two workers'
+        assert err.count("Current thread 0x") == 3, err[-3000:]
+        assert "in _worker" in err, err[-3000:]
     name = signal.Signals(signum).name
     assert err.strip().splitlines()[-1] == (
         f"mlp_sweep: interrupted ({name}); 0 of 2 runs finished; summary: {sweep}/summary.csv; "
@@ -147,3 +157,35 @@ def test_ctrl_c_inside_omegaconf_says_one_line(run_main, tmp_path: Path, within:
     assert "Traceback" not in said and "Error" not in said, said[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("mlp_sweep: interrupted (SIGINT)"), last
+
+
+def test_a_stop_that_comes_inside_an_import_waits_for_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while the main thread imports a module: raised inside importlib's lock code it
+    could leave the module's lock held by nobody, and the next import of it, by any thread,
+    would wait for ever (an interrupted search once hung so). It is raised once the import
+    has ended instead: the module is whole, and another thread imports it at once."""
+    from mlp_sweep.run.interrupt import Interrupted, signals_raise
+
+    (tmp_path / "stopped_while_imported.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(0.3)  # the signal's handler runs here, inside the import\n"
+        "WHOLE = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imported = False
+    with pytest.raises(Interrupted), signals_raise():
+        import stopped_while_imported  # noqa: F401
+
+        imported = True
+        time.sleep(5)  # where the stop lands
+    assert imported and sys.modules["stopped_while_imported"].WHOLE
+    other: list[object] = []
+    thread = threading.Thread(
+        target=lambda: other.append(importlib.import_module("stopped_while_imported"))
+    )
+    thread.start()
+    thread.join(timeout=5)
+    assert other and not thread.is_alive()

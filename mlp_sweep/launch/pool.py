@@ -64,9 +64,10 @@ class Lost:
 
 
 def _worker(conn: Connection, preload: str | None) -> None:
-    from mlp_sweep.run.interrupt import defer_signals, stop_on_signals
+    from mlp_sweep.run.interrupt import defer_signals, stacks_on_sigusr1, stop_on_signals
 
     stopped = defer_signals()
+    stacks_on_sigusr1()
     try:
         if preload:
             importlib.import_module(preload)  # while the parent is still checking the sweep

@@ -8,6 +8,7 @@ the process exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTER
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import threading
 from collections.abc import Iterator
@@ -40,9 +41,36 @@ def exit_code(err: BaseException) -> int:
 def _raise_once(signum: int, frame: FrameType | None) -> None:
     # The first signal unwinds; later ones (a second Ctrl-C, the parent forwarding the same
     # stop) are ignored so they cannot cut short the recording of the first.
+    if _importing(frame):
+        _again_soon(signum)
+        return
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Interrupted(signum)
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether the interrupted code is inside an import (importlib's own frames on its stack).
+
+    An exception raised there can land inside importlib's module-lock code and leave a lock
+    held by nobody: the next import of that module, by any thread, then waits for ever (seen:
+    an interrupted search hung in its summary's `import pandas`, while the thread importing
+    matplotlib waited on numpy's lock)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _again_soon(signum: int) -> None:
+    """The signal again in 20 ms, to the main thread: by then, or at a later try, the import
+    has ended and the stop is raised where it is safe (an import of torch takes ~2 s)."""
+    main = threading.main_thread().ident
+    assert main is not None
+    timer = threading.Timer(0.02, signal.pthread_kill, (main, signum))
+    timer.daemon = True
+    timer.start()
 
 
 def defer_signals() -> list[int]:
@@ -166,6 +194,13 @@ def signals_held() -> Iterator[None]:
             signal.signal(signum, handler)
         if noted:
             signal.raise_signal(noted[0])
+
+
+def stacks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` prints where every thread of this process is, to its stderr, and the
+    process goes on: for a command (or one of its workers) that seems stuck."""
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def ignore_signals() -> None:
