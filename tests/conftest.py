@@ -25,6 +25,32 @@ for _name, _value in QUIET_THREADS.items():
     os.environ.setdefault(_name, _value)
 
 
+# The files that take longest (each is a few real sweeps, killed, resumed), longest first. The
+# suite runs on two pytest-xdist workers, a file per worker at a time (--dist loadfile, so a
+# file's module fixtures run once); started first, the long files end beside the short ones
+# instead of last and alone.
+LONGEST_FIRST = [
+    "test_fused.py",
+    "test_slurm.py",
+    "test_chaos.py",
+    "test_locks.py",
+    "test_interrupt.py",
+    "test_faults.py",
+    "test_retries_and_limits.py",
+    "test_console.py",
+    "test_loggers.py",
+    "test_search_recovery.py",
+    "test_results.py",
+    "test_lifecycle.py",
+    "test_sweep.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file
+
+
 @pytest.fixture
 def compose_cfg() -> Iterator[Callable[..., DictConfig]]:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -102,8 +102,10 @@ def test_refused_in_one_line(run_main, tmp_path: Path, args: list[str], line: st
     assert not (tmp_path / "outputs").exists()  # refused before anything was written
 
 
-def sweep(run_cli, tmp_path: Path, *args: str) -> pd.DataFrame:
-    result = run_cli("-m", *args, *TINY, *BASIC, f"hydra.sweep.dir={tmp_path / 's'}")
+def sweep(run_main, tmp_path: Path, *args: str) -> pd.DataFrame:
+    """The sweep, run by the entry point in this process (the forms are parsed before any
+    launcher sees them; real processes are tests/test_sweep.py's)."""
+    result = run_main("-m", *args, *TINY, *BASIC, f"hydra.sweep.dir={tmp_path / 's'}")
     assert result.returncode == 0, result.stderr[-3000:]
     return pd.read_csv(tmp_path / "s" / "summary.csv")
 
@@ -125,8 +127,8 @@ SWEEPS = [
 
 
 @pytest.mark.parametrize("args,column,values", [r[1:] for r in SWEEPS], ids=[r[0] for r in SWEEPS])
-def test_sweep_forms(run_cli, tmp_path: Path, args: list[str], column: str, values: list) -> None:
-    frame = sweep(run_cli, tmp_path, *args)
+def test_sweep_forms(run_main, tmp_path: Path, args: list[str], column: str, values: list) -> None:
+    frame = sweep(run_main, tmp_path, *args)
     assert frame[column].tolist() == values
     assert frame["status"].eq("ok").all()
 

@@ -112,11 +112,15 @@ def broken_fashion_root(tmp_path: Path) -> Path:
 
 
 def test_one_failing_configuration_still_gets_a_full_summary(
-    run_cli, tmp_path: Path, broken_fashion_root: Path
+    run_main, tmp_path: Path, broken_fashion_root: Path
 ) -> None:
+    """The entry point called in this process, its jobs in it too (hydra/launcher=basic): a run
+    records its own failure whichever process trains it (on the default launcher, in real
+    processes: test_diverged_and_failed_runs_are_rows_of_a_real_sweep)."""
     sweep = tmp_path / "failing"
-    result = run_cli(
+    result = run_main(
         "-m",
+        "hydra/launcher=basic",
         "data=mnist,fashion_mnist",
         "model.act=relu,selu",
         f"data.root={broken_fashion_root}",
@@ -144,16 +148,33 @@ def test_one_failing_configuration_still_gets_a_full_summary(
     assert not (sweep / "0" / "traceback.txt").exists()
 
 
-def test_diverged_run_is_a_result_not_a_failure(run_cli, tmp_path: Path) -> None:
+def test_diverged_and_failed_runs_are_rows_of_a_real_sweep(
+    run_cli, tmp_path: Path, broken_fashion_root: Path
+) -> None:
+    """On the default launcher, in real processes: a run whose loss leaves the finite numbers
+    is a result (`diverged`, exit 0 for it), a run that raises in its worker is `failed`, one
+    line each, and the summary holds every row."""
     sweep = tmp_path / "diverging"
-    # The basic launcher: a status of the run's own, whichever process trains it.
     result = run_cli(
-        "-m", "optim.lr=0.01,1e12", *SYNTH, "hydra/launcher=basic", f"hydra.sweep.dir={sweep}"
+        "-m", "data=synthetic,fashion_mnist", "optim.lr=0.01,1e12", "data.n_train=500",
+        "trainer.epochs=2", f"data.root={broken_fashion_root}", "data.download=false",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("mlp_sweep: 2 of 4 runs failed or did not finish")
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     frame = pd.read_csv(sweep / "summary.csv")
-    assert frame["status"].tolist() == ["ok", "diverged"]
+    assert frame["status"].tolist() == ["ok", "diverged", "failed", "failed"]
     assert pd.isna(frame["test_loss"][1])
+    assert (
+        frame["error"][2].startswith("data.root=")
+        and "cannot read fashion_mnist" in frame["error"][2]
+    )
+    assert (sweep / "2" / "traceback.txt").read_text().startswith("Traceback")
 
 
 @pytest.fixture(scope="module")

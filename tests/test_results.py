@@ -21,13 +21,15 @@ TINY = ["data=synthetic", "data.n_train=300", "data.n_test=100", "trainer.epochs
 TINY += ["hydra/launcher=basic"]
 
 
-def test_the_page_states_what_the_runs_recorded(run_cli, tmp_path: Path) -> None:
+def test_the_page_states_what_the_runs_recorded(run_cli, run_main, tmp_path: Path) -> None:
+    """Two sweeps run by the entry point in this process (what they record is the sweeps'
+    tests' business), then the page built by its own command, in a process of its own."""
     grid, repro = tmp_path / "grid", tmp_path / "repro"
     for experiment, folder, axes in (
         ("activations_grid", grid, ["model.act=relu,selu", "model.init=default,xavier_normal"]),
         ("tutorial_repro", repro, ["model.act=relu,selu"]),
     ):
-        done = run_cli(
+        done = run_main(
             "-m", f"experiment={experiment}", *axes, "seed=range(2)", *TINY,
             f"hydra.sweep.dir={folder}",
         )  # fmt: skip
