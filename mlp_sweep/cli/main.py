@@ -108,6 +108,7 @@ def main() -> None:
                 release_signals()
             sys.argv = [sys.argv[0], *argv]
             hydra_main()
+            ignore_signals()  # done: a stop held back in the last import has nothing to stop
         except (MlpSweepError, ValueError, OSError) as err:  # Hydra's own, outside its report
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise

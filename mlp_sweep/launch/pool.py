@@ -38,7 +38,13 @@ from typing import Any
 
 import cloudpickle
 
-from mlp_sweep.run.interrupt import started_blocked
+from mlp_sweep.run.interrupt import (
+    defer_signals,
+    ignore_signals,
+    stacks_on_sigusr1,
+    started_blocked,
+    stop_on_signals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +70,13 @@ class Lost:
 
 
 def _worker(conn: Connection, preload: str | None) -> None:
-    from mlp_sweep.run.interrupt import defer_signals, stacks_on_sigusr1, stop_on_signals
+    try:
+        _serve(conn, preload)
+    finally:
+        ignore_signals()  # exiting: a stop held back during an import must not come now
 
+
+def _serve(conn: Connection, preload: str | None) -> None:
     stopped = defer_signals()
     stacks_on_sigusr1()
     try:

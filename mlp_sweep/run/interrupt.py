@@ -41,12 +41,20 @@ def exit_code(err: BaseException) -> int:
 def _raise_once(signum: int, frame: FrameType | None) -> None:
     # The first signal unwinds; later ones (a second Ctrl-C, the parent forwarding the same
     # stop) are ignored so they cannot cut short the recording of the first.
+    global _deferred
     if _importing(frame):
-        _again_soon(signum)
+        if _deferred is None:
+            _deferred = signum
+            _again_soon()
         return
+    _deferred = None
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Interrupted(signum)
+
+
+# A stop that came inside an import, to be raised once the import has ended (None: none).
+_deferred: int | None = None
 
 
 def _importing(frame: FrameType | None) -> bool:
@@ -63,14 +71,27 @@ def _importing(frame: FrameType | None) -> bool:
     return False
 
 
-def _again_soon(signum: int) -> None:
-    """The signal again in 20 ms, to the main thread: by then, or at a later try, the import
-    has ended and the stop is raised where it is safe (an import of torch takes ~2 s)."""
+def _again_soon() -> None:
+    """The deferred signal again in 20 ms, to the main thread: by then, or at a later try, the
+    import has ended and the stop is raised where it is safe (an import of torch takes ~2 s).
+    Not if the process has stopped taking signals meanwhile (ignore_signals)."""
     main = threading.main_thread().ident
     assert main is not None
-    timer = threading.Timer(0.02, signal.pthread_kill, (main, signum))
+
+    def again() -> None:
+        signum = _deferred
+        if signum is not None:
+            _deferred_again(main, signum)
+
+    timer = threading.Timer(0.02, again)
     timer.daemon = True
     timer.start()
+
+
+def _deferred_again(thread: int, signum: int) -> None:
+    global _deferred
+    _deferred = None  # the handler defers it anew if the import still goes on
+    signal.pthread_kill(thread, signum)
 
 
 def defer_signals() -> list[int]:
@@ -120,7 +141,7 @@ def signals_raise(held: bool = False) -> Iterator[None]:
     puts them back after it. held=True: they are only noted until release_signals() (the
     command's start-up, see hold_signals); one noted and never released is raised at the end.
     """
-    global _pending
+    global _pending, _deferred
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -132,6 +153,11 @@ def signals_raise(held: bool = False) -> Iterator[None]:
     try:
         yield
         release_signals()
+        if _deferred is not None:  # came inside the block's last import: stop here
+            _raise_once(_deferred, None)
+    except BaseException:
+        _deferred = None  # the block is unwinding already: that was the stop, or a copy of it
+        raise
     finally:
         _pending = None
         for signum, handler in previous.items():
@@ -205,5 +231,7 @@ def stacks_on_sigusr1() -> None:
 
 def ignore_signals() -> None:
     """While an interrupted command writes what it kept: nothing may cut that short."""
+    global _deferred
+    _deferred = None
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
