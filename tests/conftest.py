@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import subprocess
@@ -85,8 +87,24 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
-def _command(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return run_command(*args, cwd=cwd)
+def _once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, args: Callable[[Path], list[str]]
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The command run once for the whole session, in a folder `name`, even where the suite's
+    files are spread over several pytest-xdist workers: the first to need it runs it, under a
+    lock, and leaves its output beside the folder; the others read that."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by the workers of this session
+    root, said = base / name, base / f"{name}.json"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not said.exists():
+            root.mkdir()
+            done = run_command(*args(root), cwd=root)
+            said.write_text(json.dumps([done.returncode, done.stdout, done.stderr]))
+    code, out, err = json.loads(said.read_text())
+    return subprocess.CompletedProcess(["mlp_sweep", *args(root)], code, out, err), root
 
 
 # The real commands several files read (and never change): each runs once a session.
@@ -102,9 +120,12 @@ def activation_sweep(
     """`python -m mlp_sweep -m model.act=relu,leaky,selu,softplus` on a 2000-image MNIST subset
     (ACTIVATION_SWEEP), off a terminal, on the default launcher: its output and its folder.
     Read by tests/test_sweep.py (what it writes) and tests/test_console.py (what it prints)."""
-    root = tmp_path_factory.mktemp("activation_sweep")
-    sweep = root / "acts"
-    return _command([*ACTIVATION_SWEEP, f"hydra.sweep.dir={sweep}"], root), sweep
+    done, root = _once(
+        tmp_path_factory,
+        "activation_sweep",
+        lambda root: [*ACTIVATION_SWEEP, f"hydra.sweep.dir={root / 'acts'}"],
+    )
+    return done, root / "acts"
 
 
 @pytest.fixture(scope="session")
@@ -113,8 +134,7 @@ def single_run(
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     """`python -m mlp_sweep` with SINGLE_RUN's values and the default run folder: its output
     and the folder it started in. Read by tests/test_sweep.py and tests/test_console.py."""
-    root = tmp_path_factory.mktemp("single_run")
-    return _command(SINGLE_RUN, root), root
+    return _once(tmp_path_factory, "single_run", lambda root: SINGLE_RUN)
 
 
 @pytest.fixture

@@ -71,11 +71,11 @@ def _worst(fused: Path, alone: Path, n: int | list[int]) -> float:
 def test_fp64_fused_runs_equal_their_twins_every_epoch(run_cli, tmp_path: Path) -> None:
     """SGD runs of one seed share a stack, one stack per seed; Adam is not fused (its runs
     train alone in the same sweep); every run, fused or not, equals its twin trained alone."""
-    grid = ["model.act=relu,selu", "optim=sgd,adam", "seed=0,1", "optim.lr=0.01,0.05"]
+    grid = ["model.act=relu,leaky,selu", "optim=sgd,adam", "seed=0,1"]
     fused, alone, said = _twins(run_cli, tmp_path, *grid, *SMALL, "trainer.precision=fp64")
-    assert "Launching 16 jobs (8 fused in 2 stacks)" in said
+    assert "Launching 12 jobs (6 fused in 2 stacks)" in said
     stacks = set()
-    for i in range(16):
+    for i in range(12):
         record = _record(fused / str(i))
         assert record["status"] == "ok" and "fused" not in _record(alone / str(i))
         assert (fused / str(i) / ".hydra" / "overrides.yaml").exists()
@@ -83,17 +83,17 @@ def test_fp64_fused_runs_equal_their_twins_every_epoch(run_cli, tmp_path: Path) 
         if record["params"]["optim.name"] == "adam":
             assert "fused" not in record
             continue
-        assert record["fused"]["members"] == 4
+        assert record["fused"]["members"] == 3
         stacks.add(tuple(record["fused"]["jobs"]))
-        # The seed's four runs, not one activation's two seeds.
+        # The seed's three runs, not one activation's two seeds.
         assert {_record(fused / str(j))["seed"] for j in record["fused"]["jobs"]} == {
             record["seed"]
         }
-    sgd = [i for i in range(16) if _record(fused / str(i))["params"]["optim.name"] == "sgd"]
+    sgd = [i for i in range(12) if _record(fused / str(i))["params"]["optim.name"] == "sgd"]
     assert sorted(i for jobs in stacks for i in jobs) == sgd and len(stacks) == 2
-    assert _worst(fused, alone, 16) <= 1e-6
+    assert _worst(fused, alone, 12) <= 1e-6
     summary = (fused / "summary.csv").read_text().splitlines()
-    assert len(summary) == 17
+    assert len(summary) == 13
 
 
 @pytest.mark.slow(reason="fp32 within 2e-3: checked by default by the killed-fused-sweep test")
@@ -130,18 +130,19 @@ def test_mixed_seeds_and_a_diverging_member_equal_their_twins(run_cli, tmp_path:
 
 
 def test_a_killed_fused_sweep_resumes_each_member_from_its_checkpoint(
-    run_cli, tmp_path: Path
+    run_cli, run_main, tmp_path: Path
 ) -> None:
     args = [
         GRID[0],
         "data=synthetic",
-        "data.n_train=12000",
+        "data.n_train=8000",
         "data.n_test=200",
         "trainer.epochs=6",
     ]
     folder = tmp_path / "k"
     twin = tmp_path / "twin"
-    done = run_cli("-m", *args, "hydra/launcher=basic", f"hydra.sweep.dir={twin}", timeout=600)
+    # The twins trained alone, by the entry point in this process.
+    done = run_main("-m", *args, "hydra/launcher=basic", f"hydra.sweep.dir={twin}")
     assert done.returncode == 0, done.stderr[-3000:]
     command = [sys.executable, "-m", "mlp_sweep", "-m", *args, "hydra/launcher=fused",
                "hydra.launcher.fuse=always", f"hydra.sweep.dir={folder}"]  # fmt: skip

@@ -30,8 +30,8 @@ from tests.helpers import (
     wait_for,
 )
 
-# ~0.2 s an epoch on 2 cores: several epochs, so a signal lands mid-run.
-LONG = ["data.limit_train=12000", "data.limit_test=2000", "trainer.epochs=8"]
+# ~0.15 s an epoch on 2 cores: several epochs, so a signal lands mid-run.
+LONG = ["data.limit_train=8000", "data.limit_test=2000", "trainer.epochs=8"]
 
 
 @pytest.fixture(scope="module")

@@ -157,6 +157,7 @@ def test_the_command_itself_never_imports_torch_on_the_parallel_launcher(
     in the command's own process would only compete with theirs for the cores. MNIST, so the
     data check (md5 of the shipped files) is on the path too."""
     args = ["-m", "model.act=relu,selu", "data.limit_train=200", "data.limit_test=100"]
+    args += ["hydra.launcher.n_jobs=1"]  # one worker is enough to leave the command idle
     result = run_python(
         "-c", _SAYS_IF_TORCH, *args, "trainer.epochs=1", f"hydra.sweep.dir={tmp_path / 's'}",
         cwd=tmp_path,

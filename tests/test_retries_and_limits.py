@@ -188,3 +188,60 @@ def test_a_run_stops_at_its_time_limit_and_continues(tmp_path: Path) -> None:
     assert again["resumed_from_epoch"] == (stopped_after or None)
     assert again["test_acc"] == whole["test_acc"]
     pd.testing.assert_frame_equal(_history(tmp_path / "run"), _history(tmp_path / "whole"))
+
+
+def test_a_stack_stops_at_its_time_limit_and_each_member_continues(tmp_path: Path) -> None:
+    """In-process, the fused launcher's path: past trainer.time_limit every member of a stack
+    is `timeout` in its own folder with its last epoch's checkpoint; run again without the
+    limit, each continues from there (alone, as --resume would run it) to its last epoch."""
+    import torch
+
+    from mlp_sweep.config import Activation, Config, DataConfig, Dataset, ModelConfig, TrainerConfig
+    from mlp_sweep.launch.stacked_group import Entry, train_group
+    from mlp_sweep.run.lifecycle import JobInfo
+    from mlp_sweep.run.runner import run
+
+    def config(act: Activation, limit: float | None) -> Config:
+        return Config(
+            model=ModelConfig(hidden=[32], act=act),
+            data=DataConfig(name=Dataset.synthetic, n_train=1500, n_test=200),
+            trainer=TrainerConfig(epochs=16, batch_size=10, threads="1", time_limit=limit),
+        )
+
+    def group(folder: Path, limit: float | None) -> list[Path]:
+        dirs = [folder / str(i) for i in range(2)]
+        train_group([
+            Entry(config(act, limit), d, JobInfo(num=i), d / "job.log", "%(message)s")
+            for i, (act, d) in enumerate(zip((Activation.relu, Activation.selu), dirs, strict=True))
+        ])  # fmt: skip
+        return dirs
+
+    threads = torch.get_num_threads()  # the group sets this process's, as a worker's
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        _stack_past_its_limit(tmp_path, config, group, run)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _stack_past_its_limit(tmp_path: Path, config, group, run) -> None:  # type: ignore[no-untyped-def]
+    from mlp_sweep.config import Activation
+
+    whole = group(tmp_path / "whole", None)
+    assert [_record(d)["fused"]["members"] for d in whole] == [2, 2]
+    epoch = pd.read_csv(whole[0] / "history.csv")["seconds"].median()
+    limit = round(5 * epoch, 4)
+    for i, run_dir in enumerate(group(tmp_path / "limited", limit)):
+        record = _record(run_dir)
+        assert record["status"] == "timeout" and record["epochs_done"] < 16, record
+        assert record["error"] == (
+            f"stopped at trainer.time_limit={limit:g}s after epoch {record['epochs_done']}"
+        )
+        stopped_after = record["epochs_done"]
+        assert len(_history(run_dir)) == stopped_after
+        act = (Activation.relu, Activation.selu)[i]
+        again = run(config(act, None), run_dir)
+        assert again["status"] == "ok" and again["attempt"] == 2
+        assert again["resumed_from_epoch"] == (stopped_after or None)
+        assert len(_history(run_dir)) == 16
