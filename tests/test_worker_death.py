@@ -136,3 +136,42 @@ def test_retries_run_a_job_whose_worker_died_again(tmp_path: Path) -> None:
         pool.close()
     assert answers == [("ok", "job0"), ("ok", "job1"), ("ok", "job2")]
     assert told == [(0, -signal.SIGKILL, 1)]
+
+
+def test_a_fused_worker_killed_mid_stack_costs_its_stack_only(tmp_path: Path) -> None:
+    """hydra/launcher=fused, for real: SIGKILL to the worker training one stack. Its members
+    are lost (one line each), the other stack finishes, the summary is written, exit 1; then
+    --resume trains the lost members from their checkpoints and the sweep ends whole."""
+    import json
+
+    import pandas as pd
+
+    from tests.helpers import run_command, start_cli, wait_for
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "model.act=relu,leaky,selu,softplus", "data=synthetic", "data.n_train=8000"]
+    args += ["trainer.epochs=4", "hydra/launcher=fused", "hydra.launcher.fuse=always"]
+    proc = start_cli(*args, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+
+    def epochs(job: int) -> int:
+        try:
+            return int(json.loads((sweep / str(job) / "metrics.json").read_text())["epochs_done"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    wait_for(lambda: epochs(0) >= 1, proc)
+    holder = json.loads((sweep / "0" / ".lock").read_text())["pid"]
+    assert holder != proc.pid
+    os.kill(holder, signal.SIGKILL)
+    out, err = proc.communicate(timeout=240)
+    said = out + err
+    assert proc.returncode == 1, said[-3000:]
+    assert "Traceback" not in said
+    frame = pd.read_csv(sweep / "summary.csv")
+    lost = [line for line in said.splitlines() if "worker process died" in line]
+    stack = json.loads((sweep / "0" / "metrics.json").read_text())["fused"]["jobs"]
+    assert len(lost) == len(stack) and all("(exit signal 9)" in line for line in lost), lost
+    assert [frame["status"][j] != "ok" for j in range(4)] == [j in stack for j in range(4)]
+    resumed = run_command("--resume", str(sweep), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert pd.read_csv(sweep / "summary.csv")["status"].tolist() == ["ok"] * 4
