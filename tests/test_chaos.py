@@ -5,8 +5,10 @@ throws one fault: SIGKILL to a random worker (what the OOM killer does), SIGKILL
 command (a lost node, `kill -9`), SIGINT to its process group (Ctrl-C in a terminal), SIGTERM to
 the command (a scheduler's stop), or a clean stop followed by damage to a file of a run left
 unfinished (a torn or garbage checkpoint.pt, metrics.json or history.csv). Rounds go on until a
-resume ends the sweep whole. Then every run is `ok` with the very history of the same sweep
-never interrupted (to the last bit, on CPU), and throughout:
+resume ends the sweep whole (a sweep made whole while rounds remain is checked, and the same
+sweep begins again in a new folder, so that every round has work to hit). Then every run is `ok`
+with the very history of the same sweep never interrupted (to the last bit, on CPU), and
+throughout:
 
 - no round printed a traceback, and every round's processes were gone when it ended;
 - a run's files, once it had finished, were never touched again by a later round.
@@ -25,6 +27,7 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -84,6 +87,7 @@ class Chaos:
         self.thrown: collections.Counter[str] = collections.Counter()
         self.finished: dict[str, dict[str, bytes]] = {}  # run -> its files when first seen ok
         self.rounds = 0
+        self.sweeps = 1  # the sweeps begun, one after another
 
     def where(self) -> str:
         return f"(chaos seed {self.seed}, round {self.rounds})"
@@ -170,18 +174,30 @@ class Chaos:
             before = self.finished.setdefault(run_dir.name, files)
             assert files == before, f"finished run {run_dir.name} was rewritten {self.where()}"
 
-    def run(self, rounds: int) -> None:
-        """`rounds` rounds with a fault each, then clean resumes until the sweep is whole."""
+    def run(self, rounds: int, check: Callable[[Chaos], None]) -> None:
+        """`rounds` rounds with a fault each, then clean resumes until the sweep is whole;
+        `check` judges each whole sweep. One made whole while rounds remain is checked, and
+        the next rounds start the same sweep anew in another folder: every round finds work
+        to throw its fault into."""
         for _ in range(rounds):
-            self.round(self.rng.choice(FAULTS))
+            code = self.round(self.rng.choice(FAULTS))
+            if code == 0 and len(self.finished) == self.runs:
+                check(self)
+                self.sweeps += 1
+                self.sweep = self.tmp_path / f"sweep{self.sweeps}"
+                self.finished = {}
         for _ in range(3):
             if self.round(None) == 0:
                 break
         assert len(self.finished) == self.runs, f"{sorted(self.finished)} {self.where()}"
+        check(self)
 
     def summary(self, seconds: float) -> str:
         faults = ", ".join(f"{k} {v}" for k, v in sorted(self.thrown.items()))
-        return f"chaos seed {self.seed}: {self.rounds} rounds in {seconds:.0f} s; thrown: {faults}"
+        return (
+            f"chaos seed {self.seed}: {self.rounds} rounds over {self.sweeps} sweep(s) in "
+            f"{seconds:.0f} s; thrown: {faults}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -197,16 +213,19 @@ def _grid_chaos(tmp_path: Path, reference: Path, rounds: int) -> None:
     tic = time.monotonic()
     chaos = Chaos(tmp_path, GRID, _seed(), RUNS)
     print(f"chaos seed {chaos.seed}")
-    chaos.run(rounds)
-    for job in range(RUNS):
-        pd.testing.assert_frame_equal(
-            pd.read_csv(chaos.sweep / str(job) / "history.csv")[HISTORY],
-            pd.read_csv(reference / str(job) / "history.csv")[HISTORY],
-            check_exact=True,
-            obj=f"run {job} {chaos.where()}",
-        )
-    frame = pd.read_csv(chaos.sweep / "summary.csv")
-    assert frame["status"].eq("ok").all() and len(frame) == RUNS
+
+    def check(chaos: Chaos) -> None:
+        for job in range(RUNS):
+            pd.testing.assert_frame_equal(
+                pd.read_csv(chaos.sweep / str(job) / "history.csv")[HISTORY],
+                pd.read_csv(reference / str(job) / "history.csv")[HISTORY],
+                check_exact=True,
+                obj=f"run {job} {chaos.where()}",
+            )
+        frame = pd.read_csv(chaos.sweep / "summary.csv")
+        assert frame["status"].eq("ok").all() and len(frame) == RUNS
+
+    chaos.run(rounds, check)
     print(chaos.summary(time.monotonic() - tic))
 
 
@@ -235,16 +254,21 @@ def _search_chaos(tmp_path: Path, rounds: int, moments: tuple[float, float]) -> 
     tic = time.monotonic()
     chaos = Chaos(tmp_path, SEARCH, _seed(), runs=8, moments=moments)
     print(f"chaos seed {chaos.seed}")
-    chaos.run(rounds)
-    study = optuna.load_study(study_name="mlp_sweep", storage=f"sqlite:///{chaos.sweep}/optuna.db")
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(complete) == 8, [(t.number, t.state.name) for t in study.trials]
-    # Anything else is a trial asked for and killed before it got its values: failed, empty.
-    assert all(t.state.name == "FAIL" and not t.params for t in study.trials if t not in complete)
-    for trial in complete:  # each trial's value is its own run's, from its own folder
-        record = json.loads((chaos.sweep / str(trial.number) / "metrics.json").read_text())
-        assert record["status"] == "ok" and record["best_test_acc"] == trial.value
-        assert record["params"]["model.act"] == trial.params["model.act"]
+
+    def check(chaos: Chaos) -> None:
+        storage = f"sqlite:///{chaos.sweep}/optuna.db"
+        study = optuna.load_study(study_name="mlp_sweep", storage=storage)
+        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+        assert len(complete) == 8, [(t.number, t.state.name) for t in study.trials]
+        # Anything else is a trial asked for and killed before it got its values: failed, empty.
+        others = [t for t in study.trials if t not in complete]
+        assert all(t.state.name == "FAIL" and not t.params for t in others)
+        for trial in complete:  # each trial's value is its own run's, from its own folder
+            record = json.loads((chaos.sweep / str(trial.number) / "metrics.json").read_text())
+            assert record["status"] == "ok" and record["best_test_acc"] == trial.value
+            assert record["params"]["model.act"] == trial.params["model.act"]
+
+    chaos.run(rounds, check)
     print(chaos.summary(time.monotonic() - tic))
 
 
