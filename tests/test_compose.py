@@ -7,6 +7,7 @@ import signal
 import traceback
 from collections.abc import Callable, Iterator
 
+import pandas as pd
 import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -148,3 +149,31 @@ def test_ctrl_c_while_composing_stops_it_cleanly(loaders) -> None:
     assert type(err) is KeyboardInterrupt
     cfg = cached.load_configuration("config", ["model.hidden=[7,7]"], RunMode.RUN)
     assert list(cfg.model.hidden) == [7, 7]
+
+
+def test_a_sweep_command_composes_its_config_four_times(
+    run_main, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command's Hydra composes, counted: the check's two (the sweep's config, the job's
+    structure), Hydra's own for the sweep, and the sweeper's one per structure; Hydra's
+    get_mode would compose a fifth only to read hydra.mode, which the check has read. A config
+    that sets hydra.mode still decides it: `hydra.mode=MULTIRUN` without -m runs a sweep."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    composes: list[list[str]] = []
+    compose = ConfigLoaderImpl.load_configuration
+
+    def counted(self, config_name, overrides, *args, **kwargs):  # type: ignore[no-untyped-def]
+        composes.append(list(overrides))
+        return compose(self, config_name, overrides, *args, **kwargs)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counted)
+    tiny = ["data=synthetic", "data.n_train=100", "data.n_test=50", "trainer.epochs=1"]
+    done = run_main("-m", "model.act=relu,selu", *tiny, "hydra/launcher=basic",
+                    f"hydra.sweep.dir={tmp_path / 'm'}")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(composes) == 4, composes
+    done = run_main("model.act=relu,selu", "hydra.mode=MULTIRUN", *tiny, "hydra/launcher=basic",
+                    f"hydra.sweep.dir={tmp_path / 'mode'}")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path / "mode" / "summary.csv")) == 2

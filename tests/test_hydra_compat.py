@@ -57,3 +57,17 @@ def test_grid_expands_in_the_sweepers_order_with_glob() -> None:
 def test_hydra_version_is_in_the_tested_range() -> None:
     major, minor, patch = (int(p) for p in hydra.__version__.split(".")[:3])
     assert (major, minor) == (1, 3) and patch >= 2
+
+
+def test_get_mode_is_what_known_mode_replaces() -> None:
+    """known_mode stands in for Hydra.get_mode(config_name, overrides) -> the config's
+    hydra.mode; a Hydra whose method changed shape fails here, not in a user's command."""
+    import inspect
+
+    from hydra._internal.hydra import Hydra
+
+    assert list(inspect.signature(Hydra.get_mode).parameters) == [
+        "self",
+        "config_name",
+        "overrides",
+    ]

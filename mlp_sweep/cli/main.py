@@ -9,6 +9,7 @@ DIR: finished runs are skipped, the rest run or continue from their checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -21,11 +22,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mlp_sweep.cli.checks import check_flags, check_keys, error_line, value_choices
-from mlp_sweep.cli.preflight import preflight
+from mlp_sweep.cli.preflight import KNOWN, preflight
 from mlp_sweep.cli.resume import quote, resume_argv
 from mlp_sweep.config import register_configs, to_config
 from mlp_sweep.errors import ConfigMismatch, MlpSweepError
-from mlp_sweep.hydra_compat import parse_args
+from mlp_sweep.hydra_compat import known_mode, parse_args
 from mlp_sweep.launch.task import records_runs
 from mlp_sweep.paths import CONF_DIR
 from mlp_sweep.results import sweep_callback as callbacks
@@ -107,7 +108,8 @@ def main() -> None:
             if holding_a_signal():
                 release_signals()
             sys.argv = [sys.argv[0], *argv]
-            hydra_main()
+            with known_mode(KNOWN.mode) if KNOWN.composed else contextlib.nullcontext():
+                hydra_main()
             ignore_signals()  # done: a stop held back in the last import has nothing to stop
         except (MlpSweepError, ValueError, OSError) as err:  # Hydra's own, outside its report
             if os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -12,6 +12,7 @@ import argparse
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.types import Override
@@ -62,6 +63,7 @@ def plan(config_name: str, overrides: list[str], multirun: bool) -> list[Job]:
     parsed = parser.parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]
     base = compose(config_name, fixed if multirun else overrides, return_hydra_config=True)
+    KNOWN.mode, KNOWN.composed = base.hydra.mode, True  # what Hydra's get_mode would read
     if multirun:
         check_launcher(base.hydra.launcher)
     if not multirun:
@@ -120,12 +122,24 @@ def check_job(cfg: Config, run_dir: Path | None, checked: set[tuple[str, str]]) 
     return prior.get("status") if prior else None
 
 
+@dataclass
+class Known:
+    """What the check learnt that Hydra would compose the config again to learn."""
+
+    mode: Any = None  # the config's hydra.mode (None: unset, as nearly always)
+    composed: bool = False  # whether the check composed the command's config at all
+
+
+KNOWN = Known()
+
+
 def preflight(argv: list[str]) -> list[str | None]:
     """Compose and check every job the command line asks for, before any trains.
 
     Returns, per job, the status of an earlier run in its folder (None: a fresh job). Raises
     MlpSweepError, or Hydra's/OmegaConf's own composition error, for the first bad job.
     """
+    KNOWN.mode, KNOWN.composed = None, False
     args = hydra_compat.parse_args(argv)
     where = search(args)
     if any(getattr(args, flag, None) for flag in INFO_FLAGS) or where is None:
