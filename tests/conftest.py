@@ -128,6 +128,40 @@ def activation_sweep(
     return done, root / "acts"
 
 
+# A grid trained twice: stacked on the fused launcher, and each run alone on the basic one. SGD
+# runs of one seed share a stack (jobs 0, 4, 8 for seed 0); Adam's train alone in both.
+FUSED_GRID = ["model.act=relu,leaky,selu", "optim=sgd,adam", "seed=0,1", "data=synthetic"]
+FUSED_GRID += ["data.n_train=600", "data.n_test=200", "trainer.epochs=3", "trainer.precision=fp64"]
+
+
+@pytest.fixture(scope="session")
+def fused_twins(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    """FUSED_GRID under hydra/launcher=fused (fuse=always) and hydra/launcher=basic: what the
+    fused sweep printed, and the two folders. Read by tests/test_fused.py (the numbers) and
+    tests/test_lifecycle.py (the records' form)."""
+    said, fused = _once(
+        tmp_path_factory,
+        "fused_twins_fused",
+        lambda root: ["-m", *FUSED_GRID, "hydra/launcher=fused", "hydra.launcher.fuse=always",
+                      f"hydra.sweep.dir={root / 'sweep'}"],
+    )  # fmt: skip
+    alone, basic = _once(
+        tmp_path_factory,
+        "fused_twins_alone",
+        lambda root: [
+            "-m",
+            *FUSED_GRID,
+            "hydra/launcher=basic",
+            f"hydra.sweep.dir={root / 'sweep'}",
+        ],
+    )
+    assert said.returncode == 0, said.stderr[-3000:]
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    return said, fused / "sweep", basic / "sweep"
+
+
 @pytest.fixture(scope="session")
 def single_run(
     tmp_path_factory: pytest.TempPathFactory,

@@ -68,11 +68,12 @@ def _worst(fused: Path, alone: Path, n: int | list[int]) -> float:
     return worst
 
 
-def test_fp64_fused_runs_equal_their_twins_every_epoch(run_cli, tmp_path: Path) -> None:
+def test_fp64_fused_runs_equal_their_twins_every_epoch(fused_twins) -> None:
     """SGD runs of one seed share a stack, one stack per seed; Adam is not fused (its runs
-    train alone in the same sweep); every run, fused or not, equals its twin trained alone."""
-    grid = ["model.act=relu,leaky,selu", "optim=sgd,adam", "seed=0,1"]
-    fused, alone, said = _twins(run_cli, tmp_path, *grid, *SMALL, "trainer.precision=fp64")
+    train alone in the same sweep); every run, fused or not, equals its twin trained alone
+    (conftest's FUSED_GRID, in fp64)."""
+    done, fused, alone = fused_twins
+    said = done.stdout
     assert "Launching 12 jobs (6 fused in 2 stacks)" in said
     stacks = set()
     for i in range(12):

@@ -1,9 +1,10 @@
 """One run lifecycle: a member of a stack leaves the same folder as the run trained alone.
 
-The same 3-run grid runs under hydra/launcher=basic (each run alone, mlp_sweep.run.runner) and
-hydra/launcher=fused with fuse=always (one stack, mlp_sweep.launch.stacked_group); both go
-through mlp_sweep.run.lifecycle, so each job's metrics.json, history.csv, checkpoint.pt and log
-have the same keys and form. The numbers themselves are test_fused.py's to compare.
+The same grid runs under hydra/launcher=basic (each run alone, mlp_sweep.run.runner) and
+hydra/launcher=fused with fuse=always (stacks, mlp_sweep.launch.stacked_group): conftest's
+fused_twins, shared with tests/test_fused.py. Both go through mlp_sweep.run.lifecycle, so each
+job's metrics.json, history.csv, checkpoint.pt and log have the same keys and form. The numbers
+themselves are test_fused.py's to compare.
 """
 
 from __future__ import annotations
@@ -16,37 +17,21 @@ from pathlib import Path
 import pytest
 import torch
 
-GRID = ["model.act=relu,selu,softplus", "data=synthetic", "data.n_train=400", "data.n_test=100"]
-EPOCHS = 2
+# The members of one stack (SGD, seed 0, three activations), and the grid's epochs.
+STACK = ["0", "4", "8"]
+EPOCHS = 3
 # Where the stacked member's folder may differ, and why.
 STACKED_ONLY_KEYS = {"fused"}  # which jobs trained together
 STACKED_ONLY_LINES = [
-    r"trained stacked with jobs #0, #1, #2 \(hydra/launcher=fused\)",
+    r"trained stacked with jobs #0, #4, #8 \(hydra/launcher=fused\)",
     # The group trained it before Hydra's run_job, whose task then finds it finished.
     r".*/\d: already finished \(ok\), skipped",
 ]
 
 
 @pytest.fixture(scope="module")
-def twins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    import subprocess
-    import sys
-
-    from tests.conftest import cli_env
-
-    root = tmp_path_factory.mktemp("lifecycle")
-    alone, stacked = root / "alone", root / "stacked"
-    launchers = {
-        alone: ["hydra/launcher=basic"],
-        stacked: ["hydra/launcher=fused", "hydra.launcher.fuse=always"],
-    }
-    for folder, launcher in launchers.items():
-        done = subprocess.run(
-            [sys.executable, "-m", "mlp_sweep", "-m", *GRID, f"trainer.epochs={EPOCHS}",
-             *launcher, f"hydra.sweep.dir={folder}"],
-            cwd=root, env=cli_env(), capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+def twins(fused_twins) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    _, stacked, alone = fused_twins
     return alone, stacked
 
 
@@ -63,10 +48,10 @@ def _form(value: object) -> str:
     return type(value).__name__
 
 
-@pytest.mark.parametrize("job", ["0", "1", "2"])
+@pytest.mark.parametrize("job", STACK)
 def test_records_have_the_same_keys_and_form(twins: tuple[Path, Path], job: str) -> None:
     alone, stacked = (_record(folder / job) for folder in twins)
-    assert stacked["fused"] == {"jobs": [0, 1, 2], "members": 3}
+    assert stacked["fused"] == {"jobs": [int(j) for j in STACK], "members": len(STACK)}
     assert set(stacked) - set(alone) == STACKED_ONLY_KEYS
     assert set(alone) - set(stacked) == set()
     assert list(alone) == [k for k in stacked if k not in STACKED_ONLY_KEYS]  # the same order
@@ -78,7 +63,7 @@ def test_records_have_the_same_keys_and_form(twins: tuple[Path, Path], job: str)
     assert alone["status"] == "ok" and alone["epochs_done"] == EPOCHS
 
 
-@pytest.mark.parametrize("job", ["0", "1", "2"])
+@pytest.mark.parametrize("job", STACK)
 def test_histories_have_the_same_columns_and_epochs(twins: tuple[Path, Path], job: str) -> None:
     tables = []
     for folder in twins:
@@ -86,10 +71,10 @@ def test_histories_have_the_same_columns_and_epochs(twins: tuple[Path, Path], jo
             tables.append(list(csv.DictReader(f)))
     alone, stacked = tables
     assert [list(r) for r in alone] == [list(r) for r in stacked]
-    assert [r["epoch"] for r in alone] == [r["epoch"] for r in stacked] == ["1", "2"]
+    assert [r["epoch"] for r in alone] == [r["epoch"] for r in stacked] == ["1", "2", "3"]
 
 
-@pytest.mark.parametrize("job", ["0", "1", "2"])
+@pytest.mark.parametrize("job", STACK)
 def test_checkpoints_have_the_same_structure(twins: tuple[Path, Path], job: str) -> None:
     alone, stacked = (
         torch.load(folder / job / "checkpoint.pt", map_location="cpu", weights_only=True)
@@ -112,7 +97,7 @@ def _log_lines(run_dir: Path) -> list[str]:
     return re.sub(r"\(\d+\.\d+s\)", "(Ns)", text).splitlines()
 
 
-@pytest.mark.parametrize("job", ["0", "1", "2"])
+@pytest.mark.parametrize("job", STACK)
 def test_logs_have_the_same_lines_in_the_same_form(twins: tuple[Path, Path], job: str) -> None:
     alone, stacked = (_log_lines(folder / job) for folder in twins)
     extra = [line for line in stacked if any(re.search(p, line) for p in STACKED_ONLY_LINES)]
@@ -122,5 +107,5 @@ def test_logs_have_the_same_lines_in_the_same_form(twins: tuple[Path, Path], job
     assert [re.sub(r"\d\.\d{4}", "X", line) for line in shared] == [
         re.sub(r"\d\.\d{4}", "X", line) for line in alone
     ]
-    assert any("epoch 2/2  train_loss" in line for line in alone)
+    assert any("epoch 3/3  train_loss" in line for line in alone)
     assert all(line.startswith("[T][mlp_sweep.run.") for line in alone), alone
