@@ -79,19 +79,26 @@ def _again_soon() -> None:
     assert main is not None
 
     def again() -> None:
-        signum = _deferred
+        global _deferred
+        signum, _deferred = _deferred, None  # the handler defers it anew if still importing
         if signum is not None:
-            _deferred_again(main, signum)
+            signal.pthread_kill(main, signum)
 
     timer = threading.Timer(0.02, again)
     timer.daemon = True
     timer.start()
 
 
-def _deferred_again(thread: int, signum: int) -> None:
-    global _deferred
-    _deferred = None  # the handler defers it anew if the import still goes on
-    signal.pthread_kill(thread, signum)
+def _note_signals() -> list[int]:
+    """From now on SIGINT and SIGTERM are noted in the returned list, in order, not raised."""
+    noted: list[int] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        noted.append(signum)
+
+    signal.signal(signal.SIGINT, note)
+    signal.signal(signal.SIGTERM, note)
+    return noted
 
 
 def defer_signals() -> list[int]:
@@ -100,13 +107,7 @@ def defer_signals() -> list[int]:
     For a worker's start-up: an exception raised in the middle of an import (torch's takes
     seconds) can be swallowed by the module being imported, and the worker would run on.
     """
-    noted: list[int] = []
-
-    def note(signum: int, frame: FrameType | None) -> None:
-        noted.append(signum)
-
-    signal.signal(signal.SIGINT, note)
-    signal.signal(signal.SIGTERM, note)
+    noted = _note_signals()
     # A worker starts with both blocked (see started_blocked): any that came while its
     # interpreter started are delivered now, to `note`.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
@@ -173,10 +174,7 @@ def hold_signals() -> None:
     error's traceback where Ctrl-C should have said one line.
     """
     global _pending
-    noted: list[int] = []
-    _pending = noted
-    signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
-    signal.signal(signal.SIGTERM, lambda signum, frame: noted.append(signum))
+    _pending = _note_signals()
 
 
 def holding_a_signal() -> bool:
@@ -210,9 +208,7 @@ def signals_held() -> Iterator[None]:
     if any(handler is None for handler in previous.values()):  # set outside Python: leave it
         yield
         return
-    noted: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
-    signal.signal(signal.SIGTERM, lambda signum, frame: noted.append(signum))
+    noted = _note_signals()
     try:
         yield
     finally:
