@@ -1,7 +1,8 @@
 """`python -m mlp_sweep` and the `mlp-sweep` script.
 
-A sweep's workers are started before anything imports torch, so that their imports overlap the
-command's own (mlp_sweep.cli.early_workers); then the command runs (mlp_sweep.cli.main).
+A sweep's fork server (which imports torch once for all its workers) is started before anything
+else, so that its imports overlap the command's own (mlp_sweep.cli.early_workers); then the
+command runs (mlp_sweep.cli.main).
 """
 
 import sys
@@ -28,6 +29,6 @@ def main() -> None:
         sys.exit(INTERRUPTED)
 
 
-# Guarded: the parallel launcher's spawned workers may import this module as __mp_main__.
+# Guarded: the parallel launcher's workers may import this module as __mp_main__.
 if __name__ == "__main__":
     main()

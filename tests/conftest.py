@@ -243,6 +243,19 @@ def _restore_logging(state: LoggingState) -> None:
 
 
 @pytest.fixture
+def fresh_fork_server() -> Iterator[None]:
+    """The test starts its own fork server (mlp_sweep.launch.pool's, one per process) with the
+    preload it chooses, and stops it after: no earlier test's server, none left to later ones."""
+    from multiprocessing import forkserver
+
+    forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    forkserver._forkserver._preload_modules = ["__main__"]  # type: ignore[attr-defined]
+    yield
+    forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    forkserver._forkserver._preload_modules = ["__main__"]  # type: ignore[attr-defined]
+
+
+@pytest.fixture
 def hydra_defaults(hydra_restore_singletons: None) -> None:
     """Hydra's launcher suites expect a process where no version_base was ever set; other
     modules here compose with version_base="1.3". Drop it for the test (the suite's own

@@ -147,6 +147,18 @@ def processes() -> list[Process]:
     return found
 
 
+def pool_workers(pid: int) -> list[int]:
+    """The live workers of the command `pid`: the children of its fork server (a child of the
+    command started by multiprocessing's forkserver module), mlp_sweep.launch.pool's."""
+    found = processes()
+    servers = {p.pid for p in found if p.ppid == pid and FORK_SERVER in p.cmdline}
+    return [p.pid for p in found if p.ppid in servers and p.alive]
+
+
+# In the command line of the fork server and of every worker forked from it.
+FORK_SERVER = b"multiprocessing.forkserver"
+
+
 class CtrlCInsideOmegaConf:
     """Within the block, SIGINT is sent to this process at the first moment, inside a call of a
     function named `within`, that OmegaConf appends an item to a list it builds with the list's

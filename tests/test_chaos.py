@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers import group_gone, processes, run_command, start_cli
+from tests.helpers import group_gone, pool_workers, run_command, start_cli
 
 GRID = [
     "model.act=relu,selu,softplus,leaky",
@@ -60,11 +60,6 @@ def _status(run_dir: Path) -> str | None:
         return str(json.loads((run_dir / "metrics.json").read_text())["status"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _workers(pid: int) -> list[int]:
-    """The command's worker processes (multiprocessing's spawned children)."""
-    return [p.pid for p in processes() if p.ppid == pid and b"spawn_main" in p.cmdline]
 
 
 class Chaos:
@@ -132,7 +127,7 @@ class Chaos:
                 return None
             time.sleep(0.02)
         if fault == "kill_worker":
-            workers = _workers(proc.pid)
+            workers = pool_workers(proc.pid)
             if not workers:
                 return None
             os.kill(self.rng.choice(sorted(workers)), signal.SIGKILL)

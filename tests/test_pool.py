@@ -15,7 +15,7 @@ import pytest
 from mlp_sweep.cli.early_workers import expected_workers
 from mlp_sweep.launch import pool
 from mlp_sweep.training import threads
-from tests.helpers import processes, run_python
+from tests.helpers import FORK_SERVER, processes, run_python
 
 
 @pytest.mark.parametrize(
@@ -50,49 +50,54 @@ def test_a_single_core_keeps_its_core() -> None:
     assert expected_workers(["-m", "seed=range(10)"], cores=1) == 0
 
 
-def test_the_pool_runs_its_jobs_on_the_warm_workers() -> None:
-    pool.warm_up(2, preload="json")
-    warm = {slot.process.pid for slot in pool._warm}
-    workers = pool.Pool(os.getpid, 2)
+def test_the_pool_forks_every_worker_from_one_server_that_imported_once(
+    tmp_path: Path, fresh_fork_server: None
+) -> None:
+    """warm_up starts the fork server, which imports the preload (torch, for the command) once;
+    every worker is forked from it with the module already there, and runs job after job."""
+    imports = tmp_path / "imports"
+    os.environ["MLP_SWEEP_TEST_IMPORTS"] = str(imports)  # the server's environment
     try:
-        answers = workers.run([()] * 6)
+        pool.warm_up("tests.counted_import")
+        workers = pool.Pool(_where, 3)
+        try:
+            answers = workers.run([()] * 9)
+        finally:
+            workers.close()
     finally:
-        workers.close()
+        del os.environ["MLP_SWEEP_TEST_IMPORTS"]
     assert {kind for kind, _ in answers} == {"ok"}
-    assert {pid for _, pid in answers} == warm
-    assert pool._warm == []
+    pids = {pid for _, (pid, _, _) in answers}
+    parents = {ppid for _, (_, ppid, _) in answers}
+    assert len(pids) == 3 and all(preloaded for _, (_, _, preloaded) in answers)
+    server = imports.read_text().split()
+    assert len(server) == 1 and parents == {int(server[0])}  # one import, in the server
+    assert os.getpid() not in parents
 
 
-def test_warm_workers_the_pool_does_not_need_are_killed() -> None:
-    pool.warm_up(3, preload="json")
-    slots = list(pool._warm)
-    workers = pool.Pool(os.getpid, 3)
-    try:
-        answers = workers.run([()])  # one job: one worker is enough
-    finally:
-        workers.close()
-    assert [kind for kind, _ in answers] == ["ok"]
-    assert answers[0][1] == slots[0].process.pid
-    assert pool._warm == []
-    assert not any(slot.process.is_alive() for slot in slots)
+def _where() -> tuple[int, int, bool]:
+    import sys
+
+    return os.getpid(), os.getppid(), "tests.counted_import" in sys.modules
 
 
 def _workers_with(marker: str) -> list[int]:
-    """Live pool workers whose environment holds marker (the command's children).
+    """Live fork servers and pool workers whose environment holds marker (the command's).
 
-    Only spawned workers: multiprocessing's resource tracker, also a child, exits on its own
-    once it sees the command gone, which may be a moment after the command's exit.
+    Not multiprocessing's resource tracker: it exits on its own once it sees the command gone,
+    which may be a moment after the command's exit.
     """
     return [
         p.pid
         for p in processes()
-        if p.alive and marker.encode() in p.environ and b"spawn_main" in p.cmdline
+        if p.alive and marker.encode() in p.environ and FORK_SERVER in p.cmdline
     ]
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")
-@pytest.mark.skipif(threads.cores() < 2, reason="on one core no worker starts early")
+@pytest.mark.skipif(threads.cores() < 2, reason="on one core the fork server starts at launch")
 def test_a_refused_sweep_leaves_no_worker_behind(run_cli, tmp_path: Path) -> None:
+    """The fork server the command started early goes with the command."""
     argv = ["-m", "model.act=relu,selu", "optim.lr=-1", f"hydra.sweep.dir={tmp_path}/s"]
     assert expected_workers(argv) >= 1  # so there is one to leave behind
     marker = f"MLP_SWEEP_TEST_MARK={uuid.uuid4().hex}"
@@ -105,6 +110,9 @@ def test_a_refused_sweep_leaves_no_worker_behind(run_cli, tmp_path: Path) -> Non
     assert done.returncode == 2
     assert done.stderr.strip().startswith("mlp_sweep: error: optim.lr")
     assert len(done.stderr.strip().splitlines()) == 1
+    deadline = time.monotonic() + 10  # it sees the command gone at once; the kernel, soon after
+    while _workers_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert _workers_with(marker) == []
 
 
@@ -118,11 +126,11 @@ def _catches_sigterm(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_a_worker_stopped_while_starting_runs_nothing() -> None:
-    """A stop that reaches a worker still importing (the parent stopping its pool while a late
-    worker starts) ends it once started, before any job. (Raised mid-start, the exception was
-    sometimes lost and the worker ran the job it was sent: tests/test_interrupt.py's
+    """A stop that reaches a worker still starting (the parent stopping its pool while a late
+    worker waits for its set-up) ends it once started, before any job. (Raised mid-start, the
+    exception was sometimes lost and the worker ran the job it was sent: tests/test_interrupt.py's
     parallel-sigterm case caught that, 1 run in 2.)"""
-    slot = pool._spawn("mlp_sweep.cli.main")  # imports torch: seconds
+    slot = pool._spawn(None)
     try:
         deadline = time.monotonic() + 60
         while not _catches_sigterm(slot.process.pid):

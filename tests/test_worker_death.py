@@ -101,17 +101,22 @@ def _exit_or_work(code: int) -> int:
     return code
 
 
-@pytest.mark.parametrize("early", [1, 2], ids=["one early worker", "two early workers"])
-def test_workers_killed_while_starting_cost_no_job(tmp_path: Path, early: int) -> None:
-    """Early-started workers (warm_up, as the command starts them) that die importing: the
-    pool replaces them and every job runs; none is reported lost, for none had begun."""
-    pool_module.warm_up(early, "tests.dying_worker")
-    pool = Pool(_job, workers=2)
+def test_a_fork_server_killed_while_importing_costs_no_job(
+    tmp_path: Path, fresh_fork_server: None
+) -> None:
+    """The fork server killed while it imports (the OOM killer, a user's `kill -9`): the pool
+    starts another and every job runs; none is reported lost, for none had begun."""
+    os.environ["MLP_SWEEP_TEST_DIE_ONCE"] = str(tmp_path / "died")  # the server's environment
     try:
-        answers = pool.run([(0.0, str(tmp_path), f"job{i}") for i in range(4)])
+        pool_module.warm_up("tests.dying_worker")
+        pool = Pool(_job, workers=2, preload="tests.dying_worker")
+        try:
+            answers = pool.run([(0.0, str(tmp_path), f"job{i}") for i in range(4)])
+        finally:
+            pool.close()
     finally:
-        pool.close()
-        pool_module.discard_warm()
+        del os.environ["MLP_SWEEP_TEST_DIE_ONCE"]
+    assert (tmp_path / "died").exists()  # the first server did die
     assert answers == [("ok", f"job{i}") for i in range(4)]
 
 

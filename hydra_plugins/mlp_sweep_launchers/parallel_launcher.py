@@ -45,6 +45,7 @@ class ParallelLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
+        from mlp_sweep.cli.early_workers import PRELOAD
         from mlp_sweep.launch.jobs import HydraJobs, mark_worker_died, threads_asked
         from mlp_sweep.launch.pool import Pool
         from mlp_sweep.launch.task import is_mlp_sweep_task
@@ -72,7 +73,9 @@ class ParallelLauncher(Launcher):
             jobs = HydraJobs(
                 self.hydra_context, self.task_function, self.config, Singleton.get_state()
             )
-            self._pool = Pool(jobs, workers, {threads.ENV: str(per_job)}, self.retries, self._retry)
+            env = {threads.ENV: str(per_job)}
+            preload = PRELOAD if ours else None  # another app's task imports what it needs
+            self._pool = Pool(jobs, workers, env, self.retries, self._retry, preload)
             self._pool_shape = (workers, per_job)
             atexit.register(self._pool.close)
         self._units = units

@@ -1,17 +1,16 @@
-"""The default launcher's workers, started at the top of the command instead of at launch.
+"""The default launcher's fork server, started at the top of the command instead of at launch.
 
-A worker's start is its imports, torch above all (~2.5 s); the command's own start is Hydra's
-set-up and the check of every job (~1 s), with no torch (it trains nothing on this launcher).
-Started first, the workers import while the command does all that, on the cores the command does
-not use: on 2 cores one worker starts early (two made a refused command ~0.3 s slower to say so,
-and a sweep no faster: measured).
+The pool's workers are forked from one server process that imports what a job runs, torch
+above all (~3 s of CPU; mlp_sweep.launch.pool). The command's own start is Hydra's set-up and
+the check of every job (~1 s), with no torch (it trains nothing on this launcher). Started
+first, the server imports while the command does all that, on a core the command does not use,
+and the workers are forked ready when the sweep launches.
 
-How many the launcher will want is read from the command line alone (nothing is composed yet,
-and torch must not be imported here): the grid's size on the command line, the cores, and
+Whether the launcher will want workers is read from the command line alone (nothing is composed
+yet, and torch must not be imported here): the grid's size on the command line, the cores, and
 `hydra.launcher.n_jobs` and `trainer.threads` where given, counted by threads.split() as the
 launcher counts them. Where the line does not say, or another launcher or sweeper may run the
-jobs, none are started; a sweep whose config adds more jobs starts the rest at launch. Workers
-started here that the launcher does not take are killed (mlp_sweep.launch.pool.discard_warm).
+jobs, the server starts at launch instead.
 """
 
 from __future__ import annotations
@@ -19,19 +18,22 @@ from __future__ import annotations
 from mlp_sweep.launch import pool
 from mlp_sweep.training import threads
 
-# What a worker imports while it waits: the task function's module and everything it runs.
-PRELOAD = "mlp_sweep.cli.main"
+# What the server imports for every worker: the module that trains a run, and with it torch
+# (the task function's module, mlp_sweep.cli.main, imports it only when a job runs).
+PRELOAD = "mlp_sweep.run.runner"
 # hydra/launcher choices whose pool may start early. Not fused: with fuse=auto it times a stack
 # against runs alone in this process before launching, which workers still importing would skew.
 LAUNCHERS = ("parallel",)
 
 
 def start_workers(argv: list[str]) -> None:
-    pool.warm_up(expected_workers(argv), PRELOAD)
+    if expected_workers(argv) > 0:
+        pool.warm_up(PRELOAD)
 
 
 def expected_workers(argv: list[str], cores: int | None = None) -> int:
-    """How many of the pool's workers to start now for this command line (0: none).
+    """How many workers the launcher will want for this command line, as far as it says
+    (0: not said, or none: the server is not started early).
 
     At most what the sweep will use, as far as its line tells, and one fewer than the cores.
     """

@@ -11,11 +11,12 @@ records its run `interrupted` on the way out) and leave none behind, and a worke
 - On KeyboardInterrupt (or SIGTERM, see mlp_sweep.run.interrupt) the parent forwards the same
   signal to every worker (a Ctrl-C in a terminal has reached them already), waits for them to
   record and exit, SIGKILLs any that hang, and re-raises.
-- Workers are started with `spawn`, so a parent that touched CUDA or OpenMP is never forked;
-  each imports the app once and then runs job after job (no start-up per job).
-- A worker's start is mostly its imports (torch: ~2 s). warm_up() starts workers at the top of
-  the command, so those imports overlap the parent's own and its checks; the first pool adopts
-  them, and any it does not need are killed (they hold nothing but imports).
+- Workers are forked from multiprocessing's fork server, a fresh process that imports the app
+  (torch: ~3 s of CPU) once and forks each worker from there, ready to run: a sweep pays for one
+  import, not one per worker, and the workers share its pages. The server itself never trains,
+  so no worker is forked from a process that touched CUDA or OpenMP.
+- The server starts at the top of the command (warm_up), so its import overlaps the parent's own
+  work and its checks; a pool that starts before it is ready waits for it.
 
 Payloads cross the process boundary with cloudpickle, as Hydra's own launchers do, so task
 functions defined in a script or decorated by @hydra.main travel too.
@@ -23,8 +24,6 @@ functions defined in a script or decorated by @hydra.main travel too.
 
 from __future__ import annotations
 
-import atexit
-import importlib
 import logging
 import multiprocessing
 import os
@@ -69,19 +68,17 @@ class Lost:
         return f"worker process died while running it (exit {how})"
 
 
-def _worker(conn: Connection, preload: str | None) -> None:
+def _worker(conn: Connection) -> None:
     try:
-        _serve(conn, preload)
+        _serve(conn)
     finally:
         ignore_signals()  # exiting: a stop held back during an import must not come now
 
 
-def _serve(conn: Connection, preload: str | None) -> None:
+def _serve(conn: Connection) -> None:
     stopped = defer_signals()
     stacks_on_sigusr1()
     try:
-        if preload:
-            importlib.import_module(preload)  # while the parent is still checking the sweep
         env, init = conn.recv()
         os.environ.update(env)
         execute: Callable[..., Any] = cloudpickle.loads(init)
@@ -126,41 +123,40 @@ class _Slot:
     started: bool = False  # whether it said it began that job
 
 
-def _spawn(preload: str | None) -> _Slot:
-    ctx = multiprocessing.get_context("spawn")
-    parent_end, child_end = ctx.Pipe()
-    process = ctx.Process(target=_worker, args=(child_end, preload), name="mlp_sweep-worker")
-    # multiprocessing starts its resource tracker with the first process, and then unblocks
+def _server(preload: str | None) -> None:
+    """Start the fork server if it is not running: it imports `preload` (when given, and if this
+    is its first start) before it forks any worker.
+
+    Started with SIGINT, SIGTERM and SIGUSR1 blocked, which it and every worker it forks inherit:
+    a Ctrl-C in a worker's first moments stays pending until defer_signals() takes it, and a
+    signal sent to the whole process group (a terminal's Ctrl-C, `kill -USR1 -<pgid>`) never
+    stops the server; it exits once the command and its workers are gone.
+    """
+    from multiprocessing import forkserver
+
+    if preload:
+        multiprocessing.get_context("forkserver").set_forkserver_preload([preload])
+    # multiprocessing starts its resource tracker with its first process, and then unblocks
     # SIGINT and SIGTERM in this process whatever they were: started first, outside the block.
     resource_tracker.ensure_running()
-    with started_blocked():
-        process.start()
+    with started_blocked(signal.SIGUSR1):
+        forkserver.ensure_running()
+
+
+def _spawn(preload: str | None) -> _Slot:
+    ctx = multiprocessing.get_context("forkserver")
+    parent_end, child_end = ctx.Pipe()
+    process = ctx.Process(target=_worker, args=(child_end,), name="mlp_sweep-worker")
+    _server(preload)
+    process.start()  # waits for the server's imports the first time, then takes milliseconds
     child_end.close()
     return _Slot(process, parent_end)
 
 
-# Workers started by warm_up() and not yet adopted by a pool.
-_warm: list[_Slot] = []
-
-
-def warm_up(count: int, preload: str) -> None:
-    """Start `count` workers now, each importing `preload` and then waiting for its pool.
-
-    The next Pool takes them instead of starting its own; discard_warm() (run when that pool
-    has what it needs, and at exit) kills the rest.
-    """
-    if count > 0 and not _warm:
-        atexit.register(discard_warm)
-    _warm.extend(_spawn(preload) for _ in range(count))
-
-
-def discard_warm() -> None:
-    """Kill the warm workers no pool took: they run no job, so nothing is lost."""
-    while _warm:
-        slot = _warm.pop()
-        slot.process.kill()
-        slot.process.join()
-        slot.conn.close()
+def warm_up(preload: str) -> None:
+    """Start the fork server now, importing `preload` while the command does the rest of its
+    start-up; the pool's workers are forked from it, ready, when the sweep launches."""
+    _server(preload)
 
 
 class Pool:
@@ -177,20 +173,24 @@ class Pool:
         env: dict[str, str] | None = None,
         retries: int = 0,
         on_retry: Callable[[int, Lost, int], None] | None = None,
+        preload: str | None = None,
     ) -> None:
         """retries: how many times a job whose worker died while running it runs again (a job
         that raised is the app's own answer, never retried); on_retry(index, lost, retry) is
-        told each time."""
-        self.workers, self.env = workers, dict(env or {})
+        told each time. preload: the module the fork server imports for every worker, if this
+        pool is the first to start it (warm_up may have started it already)."""
+        self.workers, self.env, self.preload = workers, dict(env or {}), preload
         self.retries, self.on_retry = retries, on_retry
         self._init = cloudpickle.dumps(execute)
         self._slots: list[_Slot] = []
 
     def _start(self) -> _Slot:
-        """A warm worker if one is alive, else a new one; either gets the pool's job set-up.
-        A worker that dies while starting (killed while importing, say) is replaced."""
+        """A new worker with the pool's job set-up. One that dies while starting is replaced."""
         for _ in range(MAX_START_DEATHS):
-            slot = _warm.pop(0) if _warm else _spawn(None)
+            try:
+                slot = _spawn(self.preload)
+            except (OSError, EOFError):  # the server died (killed while importing, say)
+                continue  # the next _spawn starts a new one
             try:
                 slot.conn.send((self.env, self._init))
             except OSError:  # it died before its set-up reached it
@@ -260,7 +260,6 @@ class Pool:
                 feed(slot)
             while todo and len(self._slots) < self.workers:
                 feed(self._start())
-            discard_warm()  # more were warmed than this sweep uses
             while any(slot.index is not None for slot in self._slots):
                 busy = [slot for slot in self._slots if slot.index is not None]
                 ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy])

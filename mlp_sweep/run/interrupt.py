@@ -115,13 +115,13 @@ def defer_signals() -> list[int]:
 
 
 @contextmanager
-def started_blocked() -> Iterator[None]:
-    """Start a process within the block and it begins with SIGINT and SIGTERM blocked, as a
-    new process inherits its parent's signal mask: a Ctrl-C in its first moments (Python's own
-    start-up, before any handler of ours) stays pending until defer_signals() takes it, where
-    it would have printed Python's fatal-error report. The parent's own signals of that moment
-    are only held back until the block ends."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+def started_blocked(*more: int) -> Iterator[None]:
+    """Start a process within the block and it begins with SIGINT and SIGTERM (and `more`)
+    blocked, as a new process inherits its parent's signal mask: a Ctrl-C in its first moments
+    (Python's own start-up, before any handler of ours) stays pending until defer_signals()
+    takes it, where it would have printed Python's fatal-error report. The parent's own signals
+    of that moment are only held back until the block ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS | set(more))
     try:
         yield
     finally:
@@ -223,6 +223,8 @@ def stacks_on_sigusr1() -> None:
     process goes on: for a command (or one of its workers) that seems stuck."""
     if hasattr(signal, "SIGUSR1"):
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+        # A pool's worker inherits it blocked from the fork server (mlp_sweep.launch.pool).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
 
 
 def ignore_signals() -> None:
