@@ -13,6 +13,7 @@ class Status(StrEnum):
     RUNNING = "running"  # training now (or killed while training: see INCOMPLETE)
     OK = "ok"  # every epoch done
     DIVERGED = "diverged"  # stopped early: a loss went non-finite; a result, not a failure
+    PRUNED = "pruned"  # stopped early by a search's pruner: a result, told to Optuna as PRUNED
     FAILED = "failed"  # raised an error, kept in the record and traceback.txt
     INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM; its checkpoint holds the last epoch
     TIMEOUT = "timeout"  # past trainer.time_limit; its checkpoint holds the last epoch
@@ -24,4 +25,4 @@ class Status(StrEnum):
 
 
 # Final: a run with one of these is never trained again (--resume skips it).
-FINISHED = (Status.OK, Status.DIVERGED)
+FINISHED = (Status.OK, Status.DIVERGED, Status.PRUNED)

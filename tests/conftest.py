@@ -245,14 +245,27 @@ def _restore_logging(state: LoggingState) -> None:
 @pytest.fixture
 def fresh_fork_server() -> Iterator[None]:
     """The test starts its own fork server (mlp_sweep.launch.pool's, one per process) with the
-    preload it chooses, and stops it after: no earlier test's server, none left to later ones."""
+    preload it chooses, and leaves none to later tests."""
+    _forget_fork_server()
+    yield
+    _forget_fork_server()
+
+
+def _forget_fork_server() -> None:
+    """Let this process's fork server go without waiting for it: it exits once its workers
+    have (a sweep run in this process keeps its pool's idle workers until the process exits),
+    and a thread reaps it then. The next pool starts a new one."""
+    import threading
     from multiprocessing import forkserver
 
-    forkserver._forkserver._stop()  # type: ignore[attr-defined]
-    forkserver._forkserver._preload_modules = ["__main__"]  # type: ignore[attr-defined]
-    yield
-    forkserver._forkserver._stop()  # type: ignore[attr-defined]
-    forkserver._forkserver._preload_modules = ["__main__"]  # type: ignore[attr-defined]
+    server = forkserver._forkserver  # type: ignore[attr-defined]
+    with server._lock:
+        if server._forkserver_alive_fd is not None:
+            os.close(server._forkserver_alive_fd)
+            pid = server._forkserver_pid
+            threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
+        server._forkserver_alive_fd = server._forkserver_address = server._forkserver_pid = None
+        server._preload_modules = ["__main__"]
 
 
 @pytest.fixture

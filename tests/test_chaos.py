@@ -33,6 +33,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlp_sweep.search.study import load_study
+from mlp_sweep.status import FINISHED
 from tests.helpers import group_gone, pool_workers, run_command, start_cli
 
 GRID = [
@@ -146,7 +148,7 @@ class Chaos:
         unfinished = [
             d
             for d in sorted(self.sweep.iterdir(), key=lambda d: d.name)
-            if d.name.isdigit() and _status(d) not in ("ok", "diverged")
+            if d.name.isdigit() and _status(d) not in FINISHED
         ]
         files = [d / name for d in unfinished for name in RUN_FILES if (d / name).exists()]
         if not files:
@@ -160,7 +162,7 @@ class Chaos:
 
     def check_finished_untouched(self) -> None:
         for run_dir in sorted(self.sweep.iterdir()) if self.sweep.exists() else []:
-            if not run_dir.name.isdigit() or _status(run_dir) not in ("ok", "diverged"):
+            if not run_dir.name.isdigit() or _status(run_dir) not in FINISHED:
                 assert run_dir.name not in self.finished, (
                     f"run {run_dir.name} was finished, now {_status(run_dir)} {self.where()}"
                 )
@@ -245,23 +247,27 @@ SEARCH = [
 
 
 def _search_chaos(tmp_path: Path, rounds: int, moments: tuple[float, float]) -> None:
-    optuna = pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
+    pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
     tic = time.monotonic()
     chaos = Chaos(tmp_path, SEARCH, _seed(), runs=8, moments=moments)
     print(f"chaos seed {chaos.seed}")
 
     def check(chaos: Chaos) -> None:
-        storage = f"sqlite:///{chaos.sweep}/optuna.db"
-        study = optuna.load_study(study_name="mlp_sweep", storage=storage)
-        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-        assert len(complete) == 8, [(t.number, t.state.name) for t in study.trials]
+        study = load_study(chaos.sweep)
+        # The preset's ASHA may prune a trial: a result too, as its record says.
+        ended = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+        assert len(ended) == 8, [(t.number, t.state.name) for t in study.trials]
         # Anything else is a trial asked for and killed before it got its values: failed, empty.
-        others = [t for t in study.trials if t not in complete]
+        others = [t for t in study.trials if t not in ended]
         assert all(t.state.name == "FAIL" and not t.params for t in others)
-        for trial in complete:  # each trial's value is its own run's, from its own folder
+        for trial in ended:  # each trial's value is its own run's, from its own folder
             record = json.loads((chaos.sweep / str(trial.number) / "metrics.json").read_text())
-            assert record["status"] == "ok" and record["best_test_acc"] == trial.value
             assert record["params"]["model.act"] == trial.params["model.act"]
+            if trial.state.name == "PRUNED":
+                assert record["status"] == "pruned" and record["epochs_done"] < 3
+                continue
+            assert record["status"] == "ok" and record["best_test_acc"] == trial.value
+            assert max(trial.intermediate_values) == 3
 
     chaos.run(rounds, check)
     print(chaos.summary(time.monotonic() - tic))

@@ -21,6 +21,8 @@ from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, Laun
 from hydra.test_utils.test_utils import TSweepRunner
 from omegaconf import DictConfig, OmegaConf
 
+from mlp_sweep.search.study import load_study
+
 optuna = pytest.importorskip("optuna", reason='needs the search extra: pip install ".[search]"')
 
 from optuna.distributions import (  # noqa: E402
@@ -155,7 +157,7 @@ def test_failed_jobs_are_fail_trials_and_the_sweep_goes_on(
         temp_dir=tmp_path,
     )
     with sweep:
-        study = optuna.load_study(study_name="mlp_sweep", storage=f"sqlite:///{tmp_path}/optuna.db")
+        study = load_study(tmp_path)
         states = [t.state for t in study.trials]
         assert [t.params for t in study.trials] == [{"+a": str(a)} for a in range(6)]
         assert study.best_trial.number == 5 and study.best_value == 5.0
@@ -170,7 +172,7 @@ def test_failed_jobs_are_fail_trials_and_the_sweep_goes_on(
     assert "trial 2 failed: the job returned nan" in log
     assert "trial 3 failed: the job returned None, not a number" in log
     assert "trial 4 failed: the job returned '0.5', not a number" in log
-    assert "best trial 5: value 5 (+a=5); study 'mlp_sweep' in sqlite:///" in log
+    assert f"best trial 5: value 5 (+a=5); study 'mlp_sweep' in {tmp_path}/optuna.journal" in log
 
 
 def run_app(sweep_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -197,14 +199,14 @@ def runs(sweep_dir: Path) -> dict[int, list[float]]:
 
 
 def load(sweep_dir: Path) -> Any:
-    return optuna.load_study(study_name="mlp_sweep", storage=f"sqlite:///{sweep_dir}/optuna.db")
+    return load_study(sweep_dir)
 
 
 def test_cli_sweep_minimizes_into_folders_numbered_by_trial(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     done = run_app(sweep_dir, "hydra.sweeper.n_trials=6")
     assert done.returncode == 0, done.stderr
-    study = load(sweep_dir)  # from this process, the sweep's study in its sqlite file
+    study = load(sweep_dir)  # from this process, the sweep's study in its journal file
     trials = study.trials
     assert [t.number for t in trials] == list(range(6))
     assert all(t.state == TrialState.COMPLETE for t in trials)
@@ -217,9 +219,7 @@ def test_cli_sweep_minimizes_into_folders_numbered_by_trial(tmp_path: Path) -> N
     best = study.best_trial
     assert best.value == min(t.value for t in trials)
     line = f"best trial {best.number}: value {best.value:.4g} (x={best.params['x']:.4g}); "
-    assert (
-        line + f"study 'mlp_sweep' in sqlite:///{sweep_dir}/optuna.db" in done.stdout + done.stderr
-    )
+    assert line + f"study 'mlp_sweep' in {sweep_dir}/optuna.journal" in done.stdout + done.stderr
 
     again = run_app(sweep_dir, "hydra.sweeper.n_trials=6")  # a finished study: nothing to run
     assert again.returncode == 0, again.stderr

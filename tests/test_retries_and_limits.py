@@ -85,6 +85,9 @@ def _kill_worker_of_job0(tmp_path: Path, *extra: str) -> tuple[int, str, Path]:
     return proc.returncode, out + err, sweep
 
 
+# Slow: by default, tests/test_worker_death.py kills real pool workers mid-job (SIGKILL, SIGSEGV,
+# SIGABRT) and a real fused sweep's worker; tests/test_chaos.py kills sweeps' workers at random.
+@pytest.mark.slow
 def test_a_killed_worker_costs_its_job_and_the_sweep_goes_on(tmp_path: Path, reference) -> None:
     code, said, sweep = _kill_worker_of_job0(tmp_path)
     assert code == 1, said[-3000:]

@@ -12,25 +12,27 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlp_sweep.search.study import load_study
+
 optuna = pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
 
 TINY = ["data=synthetic", "data.n_train=300", "data.n_test=100", "trainer.epochs=1"]
 
 
 def _study(sweep: Path):  # type: ignore[no-untyped-def]
-    return optuna.load_study(study_name="mlp_sweep", storage=f"sqlite:///{sweep}/optuna.db")
+    return load_study(sweep)
 
 
-def test_a_trial_asked_but_never_sampled_is_failed_and_replaced(run_cli, tmp_path: Path) -> None:
+def test_a_trial_asked_but_never_sampled_is_failed_and_replaced(run_main, tmp_path: Path) -> None:
     sweep = tmp_path / "search"
     args = ["-m", "hparams_search=optuna", *TINY, f"hydra.sweep.dir={sweep}"]
-    first = run_cli(*args, "hydra.sweeper.n_trials=2")
+    first = run_main(*args, "hydra.sweeper.n_trials=2")
     assert first.returncode == 0, first.stderr[-3000:]
     # The state a SIGKILL between ask() and the sampling leaves: trial 2, RUNNING, no values.
     stuck = _study(sweep).ask()
     assert stuck.number == 2 and not stuck.params
 
-    resumed = run_cli("--resume", str(sweep))
+    resumed = run_main("--resume", str(sweep))
     said = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, said[-3000:]
     assert "Traceback" not in said
@@ -44,7 +46,7 @@ def test_a_trial_asked_but_never_sampled_is_failed_and_replaced(run_cli, tmp_pat
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL"]
     assert not (sweep / "2").exists()
 
-    grown = run_cli(*args, "hydra.sweeper.n_trials=3")  # the same search, one trial more
+    grown = run_main(*args, "hydra.sweeper.n_trials=3")  # the same search, one trial more
     assert grown.returncode == 0, grown.stderr[-3000:]
     trials = _study(sweep).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]

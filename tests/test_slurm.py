@@ -160,3 +160,22 @@ def test_ctrl_c_on_the_submitting_command_cancels_its_slurm_jobs(slurm_env, tmp_
     result = sweep_cli(["--resume", str(sweep)], tmp_path, slurm_env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert pd.read_csv(sweep / "summary.csv")["status"].tolist() == ["ok", "ok"]
+
+
+def test_a_search_prunes_its_trials_inside_slurm_jobs(slurm_env, tmp_path: Path) -> None:
+    """Each trial reports its epochs to the study's journal from its SLURM job, and stops there
+    when the pruner says: tests/test_pruning.py's search, on the cluster."""
+    pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
+    from mlp_sweep.search.study import load_study
+    from tests.test_pruning import SEARCH
+
+    sweep = tmp_path / "search"
+    result = sweep_cli(["-m", *SEARCH, *SLURM, f"hydra.sweep.dir={sweep}"], tmp_path, slurm_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads((sweep / str(n) / "metrics.json").read_text()) for n in range(6)]
+    assert all(r.get("slurm_job") for r in records)  # trained in SLURM jobs
+    assert [r["status"] for r in records] == ["ok"] * 3 + ["pruned"] * 3
+    study = load_study(sweep)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3 + ["PRUNED"] * 3
+    for trial, record in zip(study.trials, records, strict=True):
+        assert sorted(trial.intermediate_values) == list(range(1, record["epochs_done"] + 1))

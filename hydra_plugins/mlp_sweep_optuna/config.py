@@ -16,6 +16,25 @@ class Direction(Enum):
     minimize = "minimize"
 
 
+class PrunerName(Enum):
+    # Each trial reports its objective after every epoch; the pruner may stop it there.
+    none = "none"
+    median = "median"  # Optuna's MedianPruner: worse than the median of earlier trials
+    asha = "asha"  # SuccessiveHalvingPruner: asynchronous successive halving
+    hyperband = "hyperband"  # HyperbandPruner: several ASHA brackets of different aggressiveness
+
+
+@dataclass
+class PruningConf:
+    # No trial is pruned before it has trained this many epochs (ASHA's and Hyperband's
+    # min_resource, the median pruner's warm-up steps).
+    min_epochs: int = 1
+    # asha, hyperband: at each rung (epochs min_epochs * factor^k) 1 trial in this many goes on.
+    reduction_factor: int = 3
+    # median: trials that must finish before the median can prune any.
+    warmup_trials: int = 5
+
+
 class SamplerName(Enum):
     tpe = "tpe"
     random = "random"
@@ -40,8 +59,9 @@ class OptunaSweeperConf:
     direction: Direction = Direction.maximize
     # The study's name inside the storage; one storage can hold several studies.
     study_name: str = "mlp_sweep"
-    # An Optuna storage URL; null: sqlite:///<hydra.sweep.dir>/optuna.db, so each sweep folder
-    # holds its own study and running the same sweep dir again resumes it.
+    # An Optuna storage URL; null: the journal file <hydra.sweep.dir>/optuna.journal, so each
+    # sweep folder holds its own study and running the same sweep dir again resumes it (a study
+    # begun in <hydra.sweep.dir>/optuna.db by an older mlp_sweep is resumed there).
     storage: str | None = None
     # Stop once the study holds this many finished (complete, failed or pruned) trials.
     n_trials: int = 20
@@ -49,6 +69,9 @@ class OptunaSweeperConf:
     # side by side); null: the CPU cores this process may use.
     n_jobs: int | None = None
     sampler: SamplerConf = field(default_factory=SamplerConf)
+    # Stops hopeless trials early (status `pruned`: a result, never re-run by --resume).
+    pruner: PrunerName = PrunerName.none
+    pruning: PruningConf = field(default_factory=PruningConf)
     # key -> search space in Hydra's override grammar: `a,b,c`, `choice(a,b)`, `range(1,4)`,
     # `interval(0.1,1)`, `tag(log, interval(1e-4,1))`, `int(interval(8,64))`. Dotted keys may be
     # written nested (`optim: {lr: ...}`), which lets the command line override one:

@@ -26,7 +26,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from .config import Direction, SamplerConf, SamplerName
+from .config import Direction, PrunerName, PruningConf, SamplerConf, SamplerName
 
 if TYPE_CHECKING:  # optuna is imported when a sweep starts, never when Hydra scans plugins
     from optuna import Study
@@ -158,6 +158,8 @@ class OptunaSweeper(Sweeper):
         n_jobs: int | None = None,
         sampler: Any = None,
         params: Mapping[str, Any] | None = None,
+        pruner: PrunerName | str = PrunerName.none,
+        pruning: Any = None,
     ) -> None:
         # By value: Hydra's plugin scan re-runs config.py, so a member may be of an older class.
         self.direction = Direction(getattr(direction, "value", direction))
@@ -172,6 +174,9 @@ class OptunaSweeper(Sweeper):
         merged = OmegaConf.merge(OmegaConf.structured(SamplerConf), plain(sampler or {}))
         self.sampler: SamplerConf = OmegaConf.to_object(merged)  # type: ignore[assignment]
         self.params = flatten(plain(params or {}))
+        self.pruner = PrunerName(getattr(pruner, "value", pruner))
+        merged = OmegaConf.merge(OmegaConf.structured(PruningConf), plain(pruning or {}))
+        self.pruning: PruningConf = OmegaConf.to_object(merged)  # type: ignore[assignment]
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
@@ -210,7 +215,9 @@ class OptunaSweeper(Sweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         params = [f"{key}={value}" for key, value in self.params.items()]
         space = parse_space(parser.parse_overrides(params + list(arguments)))
-        storage = self.storage or f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
+        from mlp_sweep.search.study import storage_spec
+
+        storage = storage_spec(sweep_dir, self.storage)
         study = self._study(storage)
 
         grid = grid_points(space, self.n_trials + 1)  # None when a param is continuous
@@ -249,6 +256,26 @@ class OptunaSweeper(Sweeper):
 
         log.info(f"{best_line(study)}; study '{study.study_name}' in {storage}", extra=ON_CONSOLE)
         return returns
+
+    def _record(self, number: int) -> dict[str, Any]:
+        """The trial's run record (metrics.json), or {} where there is none of ours."""
+        from mlp_sweep.run.record import read_metrics
+
+        assert self.config is not None
+        try:
+            record = read_metrics(Path(str(self.config.hydra.sweep.dir)) / str(number))
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def _pruned_at(self, number: int) -> int | None:
+        """The epoch the pruner stopped the trial's run at, if it did."""
+        from mlp_sweep.status import Status
+
+        record = self._record(number)
+        if record.get("status") != Status.PRUNED:
+            return None
+        return int(record.get("epochs_done") or 0)
 
     def _unfinished(self, number: int, job: JobReturn) -> bool:
         """Whether a trial without a value is resumable rather than failed: its worker died
@@ -290,14 +317,27 @@ class OptunaSweeper(Sweeper):
     def _study(self, storage: str) -> Study:
         import optuna
 
+        from mlp_sweep.search.study import PrunerName as Name
+        from mlp_sweep.search.study import PrunerSpec, open_storage
+
         # Optuna's lines go through Hydra's logging (its console format and log file).
         optuna.logging.disable_default_handler()
         optuna.logging.enable_propagation()
+        assert self.config is not None
+        knobs = self.pruning
+        pruner = PrunerSpec(  # the one each trial rebuilds from its own config (search.trial)
+            Name(self.pruner.value),
+            knobs.min_epochs,
+            knobs.reduction_factor,
+            knobs.warmup_trials,
+            int(OmegaConf.select(self.config, "trainer.epochs", default=10) or 10),
+        )
         study = optuna.create_study(
             study_name=self.study_name,
-            storage=storage,
+            storage=open_storage(storage),
             direction=self.direction.value,
             load_if_exists=True,
+            pruner=pruner.build(),
         )
         if study.direction.name.lower() != self.direction.value:
             raise SweepError(
@@ -342,7 +382,11 @@ class OptunaSweeper(Sweeper):
             results = self.launcher.launch(batch, initial_job_idx=numbers[0])
             for number, job in zip(numbers, results, strict=True):
                 value, why = objective(job)
-                if value is None and self._unfinished(number, job):
+                pruned_at = self._pruned_at(number)
+                if pruned_at is not None:
+                    log.info(f"trial {number}: pruned at epoch {pruned_at}", extra=ON_CONSOLE)
+                    study.tell(number, state=TrialState.PRUNED)
+                elif value is None and self._unfinished(number, job):
                     self.open.add(number)  # not told: --resume continues it in its folder
                     log.warning(
                         f"trial {number} did not finish (its worker died, or it was stopped at "

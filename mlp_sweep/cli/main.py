@@ -51,12 +51,15 @@ def hydra_main(cfg: DictConfig) -> float | None:
     # Here, not at the top: torch comes with it, and the command's own process needs none
     # where its jobs run in workers (they import it while the command checks the jobs).
     from mlp_sweep.run.runner import JobInfo, run
+    from mlp_sweep.search.trial import trial_link
 
     hc = HydraConfig.get()
+    trial = trial_link(hc, int(cfg.trainer.epochs)) if hc.mode == RunMode.MULTIRUN else None
     job = JobInfo(
         num=OmegaConf.select(cast(DictConfig, hc), "job.num", default=None),  # unset in a run
         overrides=list(hc.overrides.task),
         sweep_dir=Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None,
+        prune=trial.should_prune if trial is not None else None,
     )
     run_dir = Path(hc.runtime.output_dir)
     if hc.mode == RunMode.RUN:

@@ -7,8 +7,10 @@
 - comparison.png: final and best test accuracy of each configuration, best first; with seeds
   swept, their mean with a bar of one standard deviation (summary_by_config.csv's numbers).
 
-Runs without history (failed before their first epoch) are left out of the curves; runs that
-did not finish `ok` are left out of the comparison, as they are of summary_by_config.csv.
+Runs without history (failed before their first epoch) are left out of the curves; runs a
+search's pruner stopped are drawn thinner and fainter, with an x at the epoch it stopped them.
+Runs that did not finish `ok` are left out of the comparison, as they are of
+summary_by_config.csv.
 Drawn with matplotlib's Agg backend: no display needed.
 """
 
@@ -106,10 +108,13 @@ def draw_curves(frame: pd.DataFrame, path: Path, title: str) -> bool:
 
     texts, legend_title = config_labels(frame)
     runs: dict[str, list[dict[str, list[float]]]] = defaultdict(list)
-    for text, run_dir in zip(texts, frame["run_dir"], strict=True):
+    pruned: set[int] = set()  # id() of the curves of runs a search's pruner stopped
+    for text, run_dir, status in zip(texts, frame["run_dir"], frame["status"], strict=True):
         curve = read_history(str(run_dir))
         if curve.get("epoch"):
             runs[text].append(curve)
+            if status == Status.PRUNED:
+                pruned.add(id(curve))
     if not runs:
         return False
     n_runs = sum(len(c) for c in runs.values())
@@ -142,13 +147,16 @@ def draw_curves(frame: pd.DataFrame, path: Path, title: str) -> bool:
                 )
                 continue
             for i, curve in enumerate(curves):
+                stopped = id(curve) in pruned  # thinner, fainter, an x where it was stopped
                 ax.plot(
                     curve["epoch"],
                     [v * scale for v in curve[column]],
                     color=colour,
                     ls=dashes.get(text, "-"),
-                    lw=width,
-                    alpha=0.85,
+                    lw=width * 0.6 if stopped else width,
+                    alpha=0.5 if stopped else 0.85,
+                    marker="x" if stopped else None,
+                    markevery=[len(curve["epoch"]) - 1] if stopped else None,
                     label=label if i == 0 else None,
                 )
     seeds = " (mean over seeds)" if aggregate and n_runs > len(order) else ""
@@ -165,6 +173,8 @@ def draw_curves(frame: pd.DataFrame, path: Path, title: str) -> bool:
     for ax in (acc_ax, loss_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
+    if pruned and not aggregate:
+        loss_ax.plot([], [], color="black", lw=0.8, alpha=0.5, marker="x", label="pruned (x)")
     others = len(order) - len(coloured)
     if others:
         loss_ax.plot([], [], color=(0.6, 0.6, 0.6), lw=0.8, label=f"{others} other configurations")
@@ -179,6 +189,7 @@ def draw_curves(frame: pd.DataFrame, path: Path, title: str) -> bool:
             ncols=1 if len(handles) <= 16 else 2,
         )
     shown = f"{n_runs} runs" + (f", {len(order)} configurations" if len(order) != n_runs else "")
+    shown += f", {len(pruned)} pruned" if pruned else ""
     fig.suptitle(f"{title}: {shown}")
     _save(fig, path)
     return True

@@ -82,6 +82,8 @@ def finished_line(done: int, total: int | None, run: _Run) -> str:
     line = f"[{done}/{total or '?'}] {run.label}  {run.status}  {acc}  {run.train_seconds:.1f} s"
     if run.status not in FINISHED and run.error:
         line += f"  ({run.error})"
+    elif run.status == Status.PRUNED:
+        line += f"  (pruned at epoch {run.epochs_done})"
     if run.loggers_failed:
         line += f"  (logger {', '.join(sorted(run.loggers_failed))} failed)"
     return line

@@ -32,7 +32,8 @@ from mlp_sweep.status import FINISHED, Status
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.csv"
-STUDY_FILE = "optuna.db"  # hparams_search=optuna keeps its study here
+# hparams_search=optuna keeps its study in one of these (mlp_sweep.search.study)
+STUDY_FILES = ("optuna.journal", "optuna.db")
 TRIAL = "trial"
 BY_CONFIG_FILE = "summary_by_config.csv"
 METRIC_COLUMNS = [
@@ -141,7 +142,7 @@ def build_summary(sweep_dir: Path) -> pd.DataFrame:
     # The swept keys are those whose value differs between jobs; overrides common to every job
     # (data.limit_train=2000, say) stay in each run's metrics.json rather than in the table.
     swept = [key for key in keys if frame[key].astype(str).nunique(dropna=False) > 1]
-    if (sweep_dir / STUDY_FILE).exists():  # an Optuna search: job number == trial number
+    if any((sweep_dir / name).exists() for name in STUDY_FILES):  # job number == trial number
         frame[TRIAL] = [_job_number(Path(d)) for d in frame["run_dir"]]
         swept = [TRIAL, *swept]
     return frame[swept + METRIC_COLUMNS]

@@ -9,7 +9,8 @@ same keys and form:
     started        a resume says from which epoch; the loggers start
     epoch_done     the log line, checkpoint.pt, history.csv and metrics.json, the loggers
     finished       `ok` or `diverged`            (failed: `failed` + traceback.txt;
-                                                   interrupted: `interrupted`, then re-raised)
+                                                   interrupted: `interrupted`, then re-raised;
+                                                   pruned by a search: `pruned`)
 
 Only the lines' destination differs: a run alone logs through its job's logging (Hydra set it
 up); a stack's member through a logger of its own onto the same file, formatted as that job's
@@ -23,6 +24,7 @@ import json
 import logging
 import shlex
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,8 @@ class JobInfo:
     overrides: list[str] = field(default_factory=list)
     # The sweep's folder, for a job of a sweep (its runs share a visdom env, say).
     sweep_dir: Path | None = None
+    # A search's trial: told each epoch, True to stop the run there (mlp_sweep.search.trial).
+    prune: Callable[[History], bool] | None = None
 
 
 def one_line(err: BaseException) -> str:
@@ -236,6 +240,15 @@ class Lifecycle:
         if history.status == Status.DIVERGED:
             self.log.warning("run diverged at epoch %d: non-finite loss", len(history.epochs))
         return self._close(Status(history.status), None)
+
+    def pruned(self) -> dict[str, Any]:
+        """Stopped by the search's pruner after an epoch: a result (its epochs stand), not a
+        failure, and never trained again."""
+        self.log.info(
+            "run pruned at epoch %d: the search's pruner stopped it",
+            self.record.fields["epochs_done"],
+        )
+        return self._close(Status.PRUNED, None)
 
     def failed(self, err: Exception) -> dict[str, Any]:
         """Recorded, not raised: the sweep goes on. The console gets one line; the whole story

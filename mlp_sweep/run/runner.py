@@ -40,6 +40,10 @@ from mlp_sweep.training.loop import History, TimeLimitReached, deadline_after, f
 log = logging.getLogger(__name__)
 
 
+class Pruned(Exception):
+    """The search's pruner stopped the run after its last recorded epoch."""
+
+
 def run(cfg: Config, run_dir: Path, job: JobInfo | None = None) -> dict[str, Any]:
     """Train and record one configuration in run_dir. Returns the final metrics.json fields.
 
@@ -84,9 +88,16 @@ def _train(life: Lifecycle) -> dict[str, Any]:
         state = start_state(cfg, data, device, life.checkpoint)
         life.started(state)
 
+        prune = life.job.prune
+
         def on_epoch(history: History) -> None:
             state.history = history
             life.epoch_done(state)
+            if prune is None or history.status != Status.OK:
+                return
+            stop = prune(history)  # reports the epoch, the last one too
+            if stop and len(history.epochs) < cfg.trainer.epochs:  # at its end: nothing to save
+                raise Pruned
 
         trained = compiled(state.model) if cfg.trainer.compile else state.model
         deadline = deadline_after(cfg.trainer.time_limit)
@@ -102,6 +113,8 @@ def _train(life: Lifecycle) -> dict[str, Any]:
                 on_epoch,
                 deadline,
             )
+    except Pruned:
+        return life.pruned()
     except TimeLimitReached:
         assert cfg.trainer.time_limit is not None
         return life.timed_out(cfg.trainer.time_limit)

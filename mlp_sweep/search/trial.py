@@ -1,0 +1,121 @@
+"""A trial's side of a search: each epoch's objective goes to the study as it trains, and the
+study's pruner says whether the trial goes on.
+
+The sweeper gives nothing to the job but its config: the job's own Hydra config holds the
+sweeper's settings (storage, study name, pruner, objective) and its job number, which is the
+trial's number (hydra_plugins/mlp_sweep_optuna). So a trial reports from wherever it trains:
+in the command's process, in a pool worker, in a SLURM job on another node.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlp_sweep.search.study import PrunerName, PrunerSpec, open_storage, storage_spec
+
+if TYPE_CHECKING:
+    from optuna.trial import Trial
+
+    from mlp_sweep.training.loop import History
+
+log = logging.getLogger(__name__)
+
+SWEEPER = "hydra_plugins.mlp_sweep_optuna.optuna_sweeper.OptunaSweeper"
+
+
+def epoch_value(objective: str, history: History) -> float | None:
+    """The objective as it stands after the history's last epoch: best_test_acc the best so
+    far, test_acc / test_loss / train_loss that epoch's, train_seconds the time so far."""
+    epochs = history.epochs
+    if not epochs:
+        return None
+    last = epochs[-1]
+    if objective == "best_test_acc":
+        best = history.best
+        value = best.test_acc if best is not None else math.nan
+    elif objective == "train_seconds":
+        value = sum(e.seconds for e in epochs)
+    elif objective in ("test_acc", "test_loss", "train_loss"):
+        value = getattr(last, objective)
+    else:
+        return None  # not known per epoch: this trial is judged on its end only
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class TrialLink:
+    """The study's trial `number`, opened in this process when the first epoch reports."""
+
+    storage: str
+    study_name: str
+    number: int
+    objective: str
+    pruner: PrunerSpec
+    _trial: Trial | None = field(default=None, repr=False)
+    _broken: bool = field(default=False, repr=False)
+
+    def should_prune(self, history: History) -> bool:
+        """Report the history's last epoch; True if the pruner stops the trial there. A study
+        that cannot be reached costs a warning and no pruning, never the run."""
+        value = epoch_value(self.objective, history)
+        if value is None or self._broken:
+            return False
+        step = history.epochs[-1].epoch
+        try:
+            trial = self._open()
+            # A resumed trial trains again from its checkpoint: epochs it reported stand.
+            if step not in trial._cached_frozen_trial.intermediate_values:
+                trial.report(value, step)
+            return bool(trial.should_prune())
+        except Exception as err:  # the study unreachable, a storage error: train on
+            self._broken = True
+            log.warning("trial %d: cannot report to its study (%s); not pruned", self.number, err)
+            return False
+
+    def _open(self) -> Trial:
+        if self._trial is None:
+            import optuna
+
+            study = optuna.load_study(
+                study_name=self.study_name,
+                storage=open_storage(self.storage),
+                pruner=self.pruner.build(),
+            )
+            trial_id = study._storage.get_trial_id_from_study_id_trial_number(
+                study._study_id, self.number
+            )
+            self._trial = optuna.trial.Trial(study, trial_id)
+        return self._trial
+
+
+def trial_link(hydra: Any, epochs: int) -> TrialLink | None:
+    """The link for a job of mlp_sweep's Optuna sweeper with a pruner (its HydraConfig), else
+    None: a grid's job, a run, a search without pruning."""
+    sweeper = hydra.get("sweeper") if hasattr(hydra, "get") else None
+    if sweeper is None or sweeper.get("_target_") != SWEEPER:
+        return None
+    name = PrunerName(str(getattr(sweeper.get("pruner"), "value", sweeper.get("pruner"))))
+    number = hydra.get("job", {}).get("num")
+    if name is PrunerName.none or number is None:
+        return None
+    knobs = sweeper.get("pruning") or {}
+    spec = PrunerSpec(
+        name=name,
+        min_epochs=int(knobs.get("min_epochs", 1)),
+        reduction_factor=int(knobs.get("reduction_factor", 3)),
+        warmup_trials=int(knobs.get("warmup_trials", 5)),
+        max_epochs=epochs,
+    )
+    objectives = sweeper.get("objective") or ["best_test_acc"]
+    objective = objectives if isinstance(objectives, str) else list(objectives)[0]
+    return TrialLink(
+        storage=storage_spec(Path(str(hydra.sweep.dir)), sweeper.get("storage")),
+        study_name=str(sweeper.get("study_name")),
+        number=int(number),
+        objective=str(objective),
+        pruner=spec,
+    )

@@ -1,0 +1,128 @@
+"""hydra.sweeper.pruner: a search whose trials report each epoch and stop when the pruner says.
+
+Real searches of the entry point: six trials, three with a learning rate that cannot learn in
+an epoch (1e-4) after three alike that can (0.5), in that order (the space is a grid no bigger
+than n_trials). The median pruner, after two finished trials, stops each hopeless one after its
+first epoch, on the basic launcher and on the default one's workers alike.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlp_sweep.search.study import JOURNAL_FILE, PrunerName, PrunerSpec, load_study
+from mlp_sweep.search.trial import epoch_value, trial_link
+from mlp_sweep.training.loop import EpochStats, History
+
+optuna = pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
+
+SEARCH = [
+    "hparams_search=optuna",
+    "hydra.sweeper.n_trials=6",
+    "hydra.sweeper.params.optim.lr='choice(0.5,0.0001)'",
+    # Three trials alike per learning rate: test batches of another size give the same numbers.
+    "hydra.sweeper.params.model.act=relu",
+    "hydra.sweeper.params.model.init=default",
+    "trainer.eval_batch_size=50,100,200",
+    "hydra.sweeper.pruner=median",
+    "hydra.sweeper.pruning.warmup_trials=2",
+    "data=synthetic",
+    "data.n_train=600",
+    "data.n_test=200",
+    "trainer.epochs=4",
+]
+
+
+def _records(sweep: Path) -> dict[int, dict]:
+    return {n: json.loads((sweep / str(n) / "metrics.json").read_text()) for n in range(6)}
+
+
+@pytest.mark.parametrize("launcher", ["basic", "parallel"])
+def test_hopeless_trials_are_pruned_and_resume_leaves_them(
+    run_main, tmp_path: Path, launcher: str
+) -> None:
+    sweep = tmp_path / "search"
+    done = run_main("-m", *SEARCH, f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}")
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said[-3000:]
+    assert (sweep / JOURNAL_FILE).is_file()  # the study is a journal: many writers at once
+    records = _records(sweep)
+    lrs = {n: r["params"]["optim.lr"] for n, r in records.items()}
+    assert [lrs[n] for n in range(6)] == [0.5] * 3 + [0.0001] * 3
+    statuses = {n: r["status"] for n, r in records.items()}
+    assert statuses == {0: "ok", 1: "ok", 2: "ok", 3: "pruned", 4: "pruned", 5: "pruned"}
+    for n in (3, 4, 5):  # stopped after the first epoch: a result with its numbers
+        assert records[n]["epochs_done"] == 1 and records[n]["error"] is None
+        assert isinstance(records[n]["test_acc"], float)
+        assert len(pd.read_csv(sweep / str(n) / "history.csv")) == 1
+        assert f"pruned  test_acc {records[n]['test_acc']:.4f}" in said
+        assert "(pruned at epoch 1)" in said
+        assert f"trial {n}: pruned at epoch 1" in said
+    study = load_study(sweep)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE"] * 3 + ["PRUNED"] * 3
+    for trial in study.trials:  # every epoch trained was reported, by the trial's own process
+        epochs = records[trial.number]["epochs_done"]
+        assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
+        assert trial.intermediate_values[epochs] == pytest.approx(
+            records[trial.number]["best_test_acc"]
+        )
+    frame = pd.read_csv(sweep / "summary.csv")
+    assert frame["status"].tolist() == ["ok"] * 3 + ["pruned"] * 3
+    assert frame["epochs_done"].tolist() == [4] * 3 + [1] * 3
+    assert (sweep / "curves.png").stat().st_size > 0
+
+    before = {n: (sweep / str(n) / "metrics.json").read_bytes() for n in range(6)}
+    again = run_main("--resume", str(sweep))
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert {n: (sweep / str(n) / "metrics.json").read_bytes() for n in range(6)} == before
+    assert [t.state.name for t in load_study(sweep).trials] == states
+
+
+def test_each_pruner_is_optunas_with_its_knobs() -> None:
+    spec = PrunerSpec(PrunerName.asha, min_epochs=2, reduction_factor=4, max_epochs=10)
+    asha = spec.build()
+    assert isinstance(asha, optuna.pruners.SuccessiveHalvingPruner)
+    assert (asha._min_resource, asha._reduction_factor) == (2, 4)
+    median = PrunerSpec(PrunerName.median, min_epochs=3, warmup_trials=7).build()
+    assert isinstance(median, optuna.pruners.MedianPruner)
+    assert (median._n_warmup_steps, median._n_startup_trials) == (3, 7)
+    band = PrunerSpec(PrunerName.hyperband, min_epochs=1, reduction_factor=3, max_epochs=9).build()
+    assert isinstance(band, optuna.pruners.HyperbandPruner)
+    assert (band._min_resource, band._max_resource, band._reduction_factor) == (1, 9, 3)
+    assert isinstance(PrunerSpec().build(), optuna.pruners.NopPruner)
+
+
+def test_the_objective_as_it_stands_after_each_epoch() -> None:
+    history = History([EpochStats(1, 2.0, 1.5, 0.6, 1.0), EpochStats(2, 1.0, 1.6, 0.5, 2.0)])
+    assert epoch_value("best_test_acc", history) == 0.6  # the best so far, not the last
+    assert epoch_value("test_acc", history) == 0.5
+    assert epoch_value("train_seconds", history) == 3.0
+    assert epoch_value("params", history) is None  # known at the end only: not reported
+    assert epoch_value("test_acc", History()) is None
+
+
+def test_only_a_search_with_a_pruner_links_its_jobs_to_the_study() -> None:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from mlp_sweep.paths import CONF_DIR
+
+    def hydra_of(*overrides: str):  # type: ignore[no-untyped-def]  # a job's HydraConfig
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            config = compose("config", list(overrides), return_hydra_config=True)
+        hydra = OmegaConf.create({"hydra": OmegaConf.to_container(config.hydra)})["hydra"]
+        hydra.job.num = 3
+        hydra.sweep.dir = "/tmp/x"
+        return hydra
+
+    assert trial_link(hydra_of(), 10) is None  # a grid
+    assert trial_link(hydra_of("hparams_search=optuna", "hydra.sweeper.pruner=none"), 10) is None
+    link = trial_link(hydra_of("hparams_search=optuna", "hydra.sweeper.pruner=asha"), 10)
+    assert link is not None and link.number == 3 and link.objective == "best_test_acc"
+    assert link.storage == f"/tmp/x/{JOURNAL_FILE}" and link.pruner.name is PrunerName.asha
+    assert link.pruner.max_epochs == 10
