@@ -48,6 +48,9 @@ GRID = [
     "trainer.batch_size=25",
 ]
 RUNS = 24
+# The default suite's few rounds: the same sweep without its learning-rate sweep (12 runs).
+SMALL_GRID = [arg for arg in GRID if not arg.startswith("optim.lr=")] + ["optim.lr=0.05"]
+SMALL_RUNS = 12
 FAULTS = ("kill_worker", "kill_command", "sigint", "sigterm", "damage")
 HISTORY = ["epoch", "train_loss", "test_loss", "test_acc"]
 RUN_FILES = ("metrics.json", "history.csv", "checkpoint.pt")
@@ -197,22 +200,31 @@ class Chaos:
         )
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _reference(tmp_path_factory: pytest.TempPathFactory, grid: list[str]) -> Path:
     """The same sweep, never interrupted."""
     folder = tmp_path_factory.mktemp("reference")
-    done = run_command("-m", *GRID, f"hydra.sweep.dir={folder / 'sweep'}", cwd=folder)
+    done = run_command("-m", *grid, f"hydra.sweep.dir={folder / 'sweep'}", cwd=folder)
     assert done.returncode == 0, done.stderr[-3000:]
     return folder / "sweep"
 
 
-def _grid_chaos(tmp_path: Path, reference: Path, rounds: int) -> None:
+@pytest.fixture
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _reference(tmp_path_factory, GRID)
+
+
+@pytest.fixture
+def small_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _reference(tmp_path_factory, SMALL_GRID)
+
+
+def _grid_chaos(tmp_path: Path, reference: Path, rounds: int, grid: list[str], runs: int) -> None:
     tic = time.monotonic()
-    chaos = Chaos(tmp_path, GRID, _seed(), RUNS)
+    chaos = Chaos(tmp_path, grid, _seed(), runs)
     print(f"chaos seed {chaos.seed}")
 
     def check(chaos: Chaos) -> None:
-        for job in range(RUNS):
+        for job in range(runs):
             pd.testing.assert_frame_equal(
                 pd.read_csv(chaos.sweep / str(job) / "history.csv")[HISTORY],
                 pd.read_csv(reference / str(job) / "history.csv")[HISTORY],
@@ -220,19 +232,19 @@ def _grid_chaos(tmp_path: Path, reference: Path, rounds: int) -> None:
                 obj=f"run {job} {chaos.where()}",
             )
         frame = pd.read_csv(chaos.sweep / "summary.csv")
-        assert frame["status"].eq("ok").all() and len(frame) == RUNS
+        assert frame["status"].eq("ok").all() and len(frame) == runs
 
     chaos.run(rounds, check)
     print(chaos.summary(time.monotonic() - tic))
 
 
-def test_a_sweep_survives_a_few_random_faults(tmp_path: Path, reference: Path) -> None:
-    _grid_chaos(tmp_path, reference, rounds=3)
+def test_a_sweep_survives_a_few_random_faults(tmp_path: Path, small_reference: Path) -> None:
+    _grid_chaos(tmp_path, small_reference, rounds=3, grid=SMALL_GRID, runs=SMALL_RUNS)
 
 
 @pytest.mark.slow
 def test_a_sweep_survives_fifty_random_faults(tmp_path: Path, reference: Path) -> None:
-    _grid_chaos(tmp_path, reference, rounds=50)
+    _grid_chaos(tmp_path, reference, rounds=50, grid=GRID, runs=RUNS)
 
 
 SEARCH = [

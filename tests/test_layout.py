@@ -17,6 +17,7 @@ LAYERS = [
     {"training"},
     {"loggers"},
     {"run"},
+    {"search"},
     {"launch"},
     {"results"},
     {"cli"},

@@ -136,7 +136,7 @@ def epoch_lines(log: Path | str) -> list[int]:
 
 # basic: the same check on the other launcher; slow-marked to keep the default suite short.
 @pytest.mark.parametrize("launcher", ["parallel", pytest.param("basic", marks=pytest.mark.slow)])
-def test_two_resumes_at_once_train_each_run_once(tmp_path: Path, launcher: str) -> None:
+def test_two_resumes_at_once_train_each_run_once(run_main, tmp_path: Path, launcher: str) -> None:
     sweep = killed_sweep(tmp_path)
     logs = [sweep / str(n) / "mlp_sweep.log" for n in range(3)]
     before = [log.read_text() if log.exists() else "" for log in logs]
@@ -160,7 +160,7 @@ def test_two_resumes_at_once_train_each_run_once(tmp_path: Path, launcher: str) 
     assert pd.read_csv(sweep / "summary.csv")["status"].tolist() == ["ok"] * 3
     # And each ends where one uninterrupted run ends.
     reference = tmp_path / "reference"
-    done = run_command("model.act=relu", *LONG, f"hydra.run.dir={reference}", cwd=tmp_path)
+    done = run_main("model.act=relu", *LONG, f"hydra.run.dir={reference}")
     assert done.returncode == 0, done.stderr[-2000:]
     assert_same_history(sweep / "0", reference)
 

@@ -242,7 +242,9 @@ def _stack_past_its_limit(tmp_path: Path, config, group, run) -> None:  # type: 
             f"stopped at trainer.time_limit={limit:g}s after epoch {record['epochs_done']}"
         )
         stopped_after = record["epochs_done"]
-        assert len(_history(run_dir)) == stopped_after
+        # None kept (no history.csv) only where the first epoch took 5 epochs' time: a busy CPU.
+        kept = len(_history(run_dir)) if (run_dir / "history.csv").exists() else 0
+        assert kept == stopped_after
         act = (Activation.relu, Activation.selu)[i]
         again = run(config(act, None), run_dir)
         assert again["status"] == "ok" and again["attempt"] == 2
