@@ -180,3 +180,38 @@ def test_the_command_itself_never_imports_torch_on_the_parallel_launcher(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "torch imported here: True"
+
+
+def _sleep(seconds: float, name: str) -> str:
+    time.sleep(seconds)
+    return name
+
+
+def test_a_free_worker_takes_the_next_job_at_once() -> None:
+    """run(more=...): no batches. While one worker runs a long job the other runs every short
+    one, each asked for only once the previous answer was told (as a search asks Optuna)."""
+    events: list[str] = []
+    lengths = iter([1.5, 0.05, 0.05, 0.05, 0.05])
+
+    def more() -> tuple[float, str] | None:
+        seconds = next(lengths, None)
+        if seconds is None:
+            return None
+        name = f"job{len([e for e in events if e.startswith('asked')])}"
+        events.append(f"asked {name}")
+        return seconds, name
+
+    def told(index: int, kind: str, value: object) -> None:
+        events.append(f"told {value}")
+
+    workers = pool.Pool(_sleep, 2)
+    try:
+        answers = workers.run([], more=more, on_answer=told)
+    finally:
+        workers.close()
+    assert answers == [("ok", f"job{i}") for i in range(5)]
+    # job0 (long) and job1 start together; each short one follows the one before at once.
+    assert events == [
+        "asked job0", "asked job1", "told job1", "asked job2", "told job2", "asked job3",
+        "told job3", "asked job4", "told job4", "told job0",
+    ]  # fmt: skip

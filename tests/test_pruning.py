@@ -9,6 +9,7 @@ first epoch, on the basic launcher and on the default one's workers alike.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -41,12 +42,10 @@ def _records(sweep: Path) -> dict[int, dict]:
     return {n: json.loads((sweep / str(n) / "metrics.json").read_text()) for n in range(6)}
 
 
-@pytest.mark.parametrize("launcher", ["basic", "parallel"])
-def test_hopeless_trials_are_pruned_and_resume_leaves_them(
-    run_main, tmp_path: Path, launcher: str
-) -> None:
+def test_hopeless_trials_are_pruned_and_resume_leaves_them(run_main, tmp_path: Path) -> None:
+    """On hydra/launcher=basic (the default launcher's workers: the test below)."""
     sweep = tmp_path / "search"
-    done = run_main("-m", *SEARCH, f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}")
+    done = run_main("-m", *SEARCH, "hydra/launcher=basic", f"hydra.sweep.dir={sweep}")
     said = done.stdout + done.stderr
     assert done.returncode == 0, said[-3000:]
     assert (sweep / JOURNAL_FILE).is_file()  # the study is a journal: many writers at once
@@ -126,3 +125,26 @@ def test_only_a_search_with_a_pruner_links_its_jobs_to_the_study() -> None:
     assert link is not None and link.number == 3 and link.objective == "best_test_acc"
     assert link.storage == f"/tmp/x/{JOURNAL_FILE}" and link.pruner.name is PrunerName.asha
     assert link.pruner.max_epochs == 10
+
+
+def test_a_worker_never_waits_for_a_batch(run_main, tmp_path: Path) -> None:
+    """On the default launcher a search has no batch barrier: while trial 2 trains its ten
+    epochs, the other worker starts trials 3, 4 and 5 in turn, each pruned after one (in batches
+    of two, trial 4 would wait for trial 2's end). Records' times carry milliseconds."""
+    sweep = tmp_path / "search"
+    longer = ["data.n_train=10000", "trainer.batch_size=50", "trainer.epochs=10"]
+    done = run_main("-m", *SEARCH, *longer, f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    records = _records(sweep)
+    assert [records[n]["status"] for n in range(6)] == ["ok"] * 3 + ["pruned"] * 3
+    start = {n: datetime.fromisoformat(r["started_at"]) for n, r in records.items()}
+    end = {n: datetime.fromisoformat(r["finished_at"]) for n, r in records.items()}
+    assert all("." in r["started_at"] and "." in r["finished_at"] for r in records.values())
+    assert start[2] < start[3] and start[5] < end[2], (start, end)
+    assert "trials one at a time as workers free up" in done.stdout + done.stderr
+    # Pruned in the workers, which reported every epoch to the study themselves.
+    study = load_study(sweep)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3 + ["PRUNED"] * 3
+    for trial in study.trials:
+        epochs = records[trial.number]["epochs_done"]
+        assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))

@@ -23,6 +23,9 @@ MARGIN = 1.1
 
 
 class FusedLauncher(ParallelLauncher):
+    # A search hands it batches, which it stacks; one trial at a time could never be stacked.
+    streams_jobs = False
+
     def __init__(
         self,
         n_jobs: int | None = None,

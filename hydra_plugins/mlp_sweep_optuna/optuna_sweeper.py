@@ -240,22 +240,97 @@ class OptunaSweeper(Sweeper):
                 f"resuming trials {[t.number for t in left]}, left running by a killed sweep",
                 extra=ON_CONSOLE,
             )
-            returns += self._run(study, {t.number: trial_overrides(space, t.params) for t in left})
-
-        finished = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-        drawn = sampled(space)
-
-        def counted() -> int:  # a trial failed before it got its values did no work
-            trials = study.get_trials(deepcopy=False, states=finished)
-            # Trials left open count too: --resume finishes them, n_trials in all.
-            return sum(1 for t in trials if t.params or not drawn) + len(self.open)
-
-        while (done := counted()) < target:
-            asked = [self._ask(study, space, grid) for _ in range(min(self.n_jobs, target - done))]
-            returns += self._run(study, {t.number: trial_overrides(space, t.params) for t in asked})
+        resumed = {t.number: trial_overrides(space, t.params) for t in left}
+        if getattr(type(self.launcher), "streams_jobs", False):
+            returns.append(self._stream(study, space, grid, target, resumed))
+        else:
+            if resumed:
+                returns += self._run(study, resumed)
+            while (done := self._counted(study, space)) < target:
+                count = min(self.n_jobs, target - done)
+                asked = [self._ask(study, space, grid) for _ in range(count)]
+                jobs = {t.number: trial_overrides(space, t.params) for t in asked}
+                returns += self._run(study, jobs)
 
         log.info(f"{best_line(study)}; study '{study.study_name}' in {storage}", extra=ON_CONSOLE)
         return returns
+
+    def _counted(self, study: Study, space: Space) -> int:
+        """Trials that count towards n_trials: finished ones that got their values (one failed
+        before that did no work), and those left open (--resume finishes them)."""
+        from optuna.trial import TrialState
+
+        finished = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+        trials = study.get_trials(deepcopy=False, states=finished)
+        drawn = sampled(space)
+        return sum(1 for t in trials if t.params or not drawn) + len(self.open)
+
+    def _stream(
+        self,
+        study: Study,
+        space: Space,
+        grid: list[dict[str, Any]] | None,
+        target: int,
+        resumed: dict[int, list[str]],
+    ) -> list[JobReturn]:
+        """No batches: each worker that ends a trial (or whose trial is pruned) gets the next
+        at once, asked of the study only then, so it learns from every trial told so far."""
+        assert self.launcher is not None
+        queue = list(resumed.items())
+        running: set[int] = set()
+
+        def more() -> tuple[int, list[str]] | None:
+            if queue:
+                number, overrides = queue.pop(0)
+            elif self._counted(study, space) + len(running) >= target:
+                return None
+            else:
+                trial = self._ask(study, space, grid)
+                number, overrides = trial.number, trial_overrides(space, trial.params)
+            self._check(study, [number], [overrides])
+            running.add(number)
+            return number, overrides
+
+        def done(number: int, job: JobReturn) -> None:
+            running.discard(number)
+            self._tell(study, number, job)
+
+        return list(self.launcher.stream(more, done, expected=target))  # type: ignore[attr-defined]
+
+    def _check(self, study: Study, numbers: list[int], batch: list[list[str]]) -> None:
+        """A config that cannot compose fails the sweep here, before its job runs: its trials
+        are told FAIL (not RUNNING: a rerun must not try them again)."""
+        from optuna.trial import TrialState
+
+        try:
+            self.validate_batch_is_legal(batch)
+        except Exception:
+            for number in numbers:
+                study.tell(number, state=TrialState.FAIL)
+            raise
+
+    def _tell(self, study: Study, number: int, job: JobReturn) -> None:
+        """What the trial's job came to, told to the study: its value, PRUNED, FAIL, or
+        nothing for a trial left unfinished (--resume continues it)."""
+        from optuna.trial import TrialState
+
+        value, why = objective(job)
+        pruned_at = self._pruned_at(number)
+        if pruned_at is not None:
+            log.info(f"trial {number}: pruned at epoch {pruned_at}", extra=ON_CONSOLE)
+            study.tell(number, state=TrialState.PRUNED)
+        elif value is None and self._unfinished(number, job):
+            self.open.add(number)  # not told: --resume continues it in its folder
+            log.warning(
+                f"trial {number} did not finish (its worker died, or it was stopped at "
+                "its time limit); it stays open and --resume continues it"
+            )
+        elif value is None:
+            log.warning(f"trial {number} failed: the job {why}")
+            study.tell(number, state=TrialState.FAIL)
+        else:
+            log.info(f"trial {number}: value {value:.4g}")
+            study.tell(number, value)
 
     def _record(self, number: int) -> dict[str, Any]:
         """The trial's run record (metrics.json), or {} where there is none of ours."""
@@ -366,38 +441,16 @@ class OptunaSweeper(Sweeper):
         return study.ask(sampled(space))
 
     def _run(self, study: Study, jobs: dict[int, list[str]]) -> list[Sequence[JobReturn]]:
-        """Launch trials as jobs numbered by their trials, then tell Optuna what they returned."""
-        from optuna.trial import TrialState
-
+        """Launch trials in batches of jobs numbered by their trials, then tell Optuna what
+        they returned (a launcher that cannot stream: basic, fused, SLURM)."""
         assert self.launcher is not None
         batches: list[Sequence[JobReturn]] = []
         for numbers in consecutive(list(jobs), self.n_jobs):
             batch = [jobs[n] for n in numbers]
-            try:  # a config that cannot compose fails the sweep here, before any job runs
-                self.validate_batch_is_legal(batch)
-            except Exception:
-                for number in numbers:  # not RUNNING: a rerun must not try them again
-                    study.tell(number, state=TrialState.FAIL)
-                raise
+            self._check(study, numbers, batch)
             results = self.launcher.launch(batch, initial_job_idx=numbers[0])
             for number, job in zip(numbers, results, strict=True):
-                value, why = objective(job)
-                pruned_at = self._pruned_at(number)
-                if pruned_at is not None:
-                    log.info(f"trial {number}: pruned at epoch {pruned_at}", extra=ON_CONSOLE)
-                    study.tell(number, state=TrialState.PRUNED)
-                elif value is None and self._unfinished(number, job):
-                    self.open.add(number)  # not told: --resume continues it in its folder
-                    log.warning(
-                        f"trial {number} did not finish (its worker died, or it was stopped at "
-                        "its time limit); it stays open and --resume continues it"
-                    )
-                elif value is None:
-                    log.warning(f"trial {number} failed: the job {why}")
-                    study.tell(number, state=TrialState.FAIL)
-                else:
-                    log.info(f"trial {number}: value {value:.4g}")
-                    study.tell(number, value)
+                self._tell(study, number, job)
             batches.append(results)
         return batches
 

@@ -201,25 +201,51 @@ class Pool:
             return slot
         raise RuntimeError("worker processes die as they start; see their output above")
 
-    def run(self, payloads: Sequence[tuple[Any, ...]]) -> list[tuple[str, Any]]:
+    def run(
+        self,
+        payloads: Sequence[tuple[Any, ...]],
+        more: Callable[[], tuple[Any, ...] | None] | None = None,
+        on_answer: Callable[[int, str, Any], None] | None = None,
+    ) -> list[tuple[str, Any]]:
         """Every payload's answer, in order: ("ok", result), ("error", exc) or ("lost", Lost).
+
+        more: asked for one more payload whenever a worker is free and none is left, so a
+        worker never waits for the others (None: nothing more for now); its payloads follow
+        `payloads` in the answers. on_answer(index, kind, value) is told each answer as it
+        comes, before that worker is given its next payload.
 
         On KeyboardInterrupt (or any error here) every worker is stopped before re-raising.
         """
+        payloads = list(payloads)
         todo = deque(enumerate(payloads))
         results: dict[int, tuple[str, Any]] = {}
         deaths: dict[int, int] = {}  # workers that died before beginning a job, by job
         retried: dict[int, int] = {}  # retries of jobs whose worker died running them
 
+        def take() -> tuple[int, tuple[Any, ...]] | None:
+            if todo:
+                return todo.popleft()
+            payload = more() if more is not None else None
+            if payload is None:
+                return None
+            payloads.append(payload)
+            return len(payloads) - 1, payload
+
+        def settle(index: int, kind: str, value: Any) -> None:
+            results[index] = (kind, value)
+            if on_answer is not None:
+                on_answer(index, kind, value)
+
         def feed(slot: _Slot) -> None:
             slot.index, slot.started = None, False
-            if not todo:
+            item = take()
+            if item is None:
                 return
-            index, payload = todo.popleft()
+            index, payload = item
             try:
                 slot.conn.send((index, cloudpickle.dumps(payload)))
             except OSError:  # it died between two jobs: its job goes to the next worker
-                todo.appendleft((index, payload))
+                todo.appendleft(item)
                 replace(slot)
                 return
             slot.index = index
@@ -241,7 +267,7 @@ class Pool:
             elif not slot.started and counts[index] < MAX_START_DEATHS:
                 todo.appendleft((index, payloads[index]))
             else:
-                results[index] = ("lost", lost)
+                settle(index, "lost", lost)
             replace(slot)
 
         def replace(slot: _Slot) -> None:
@@ -249,17 +275,25 @@ class Pool:
             slot.process.join()
             slot.conn.close()
             self._slots.remove(slot)
-            if todo:
-                feed(self._start())
+            start_for_next()
+
+        def start_for_next() -> bool:
+            """A new worker for the next payload, if there is one."""
+            item = take()
+            if item is None:
+                return False
+            todo.appendleft(item)
+            feed(self._start())
+            return True
 
         for slot in [s for s in self._slots if not s.process.is_alive()]:
             slot.process.join()  # died while idle: replaced below
             self._slots.remove(slot)
         try:
-            for slot in self._slots:
+            for slot in list(self._slots):
                 feed(slot)
-            while todo and len(self._slots) < self.workers:
-                feed(self._start())
+            while len(self._slots) < self.workers and start_for_next():
+                pass
             while any(slot.index is not None for slot in self._slots):
                 busy = [slot for slot in self._slots if slot.index is not None]
                 ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy])
@@ -271,10 +305,15 @@ class Pool:
                         slot.started = True
                     elif answer is not None:
                         index, kind, value = answer
-                        results[index] = (kind, value)
+                        settle(index, kind, value)
                         feed(slot)
                     elif slot.process.sentinel in ready or not slot.process.is_alive():
                         died(slot)
+                # A worker left idle (nothing was left when it asked) may find work now.
+                for slot in [s for s in self._slots if s.index is None]:
+                    feed(slot)
+                    if slot.index is None:
+                        break
         except BaseException as err:
             self.stop(getattr(err, "signum", signal.SIGINT))
             raise

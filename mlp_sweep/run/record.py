@@ -172,4 +172,4 @@ def _process_environment() -> dict[str, Any]:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
