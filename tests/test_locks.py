@@ -134,8 +134,10 @@ def epoch_lines(log: Path | str) -> list[int]:
     ]
 
 
-# basic: the same check on the other launcher; slow-marked to keep the default suite short.
-@pytest.mark.parametrize("launcher", ["parallel", pytest.param("basic", marks=pytest.mark.slow)])
+# Slow on both launchers: by default, one writer per folder is test_a_folder_being_trained_is_
+# left_alone's (a second command finds the folder locked, writes nothing into it, says so).
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["parallel", "basic"])
 def test_two_resumes_at_once_train_each_run_once(run_main, tmp_path: Path, launcher: str) -> None:
     sweep = killed_sweep(tmp_path)
     logs = [sweep / str(n) / "mlp_sweep.log" for n in range(3)]

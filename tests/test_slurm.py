@@ -96,6 +96,10 @@ def test_activation_sweep_runs_as_a_slurm_array(slurm_env, tmp_path: Path) -> No
     assert pd.read_csv(local / "summary.csv")["test_acc"].tolist() == frame["test_acc"].tolist()
 
 
+# Slow: by default, a run whose process is killed mid-epoch is test_worker_death's and
+# test_chaos's, and SLURM's own stop (jobs cancelled, then resumed through SLURM) is the Ctrl-C
+# test below.
+@pytest.mark.slow
 def test_scancel_mid_run_then_resume_through_slurm(slurm_env, tmp_path: Path) -> None:
     sweep = tmp_path / "cancelled"
     long = ["data.limit_train=20000", "data.limit_test=2000", "trainer.epochs=6"]
