@@ -88,9 +88,9 @@ def test_mse_loss_is_on_softmax_outputs() -> None:
 
 
 def test_a_run_never_imports_torch_dynamo_or_sympy(tmp_path) -> None:
-    """torch.optim's first call imports torch._dynamo, and skip_init's meta path imports sympy
-    (each over a second a process, most of a trivial job's cost); runs of both impls, with a
-    checkpoint, resumed, do without them."""
+    """torch.optim's first call imports torch._dynamo (and Adam's step on every call), and
+    skip_init's meta path imports sympy (each over a second a process, most of a trivial job's
+    cost); runs of both impls and of Adam, with a checkpoint, resumed, do without them."""
     import subprocess
     import sys
 
@@ -99,16 +99,19 @@ def test_a_run_never_imports_torch_dynamo_or_sympy(tmp_path) -> None:
     code = (
         "import sys, json; from pathlib import Path; from mlp_sweep.run.runner import run; "
         "from mlp_sweep.config import Config, DataConfig, Dataset, Impl, ModelConfig, "
-        "TrainerConfig; d = DataConfig(name=Dataset.synthetic, n_train=60, n_test=20)\n"
-        "for impl in Impl:\n"
-        "    c = Config(data=d, model=ModelConfig(impl=impl), trainer=TrainerConfig(epochs=2))\n"
-        f"    p = Path({str(tmp_path)!r}) / impl.value; run(c, p); m = p / 'metrics.json'\n"
+        "OptimConfig, Optimizer, TrainerConfig\n"
+        "d = DataConfig(name=Dataset.synthetic, n_train=60, n_test=20)\n"
+        "for impl, o in [(i, Optimizer.sgd) for i in Impl] + [(Impl.module, Optimizer.adam)]:\n"
+        "    c = Config(data=d, model=ModelConfig(impl=impl), optim=OptimConfig(name=o), "
+        "trainer=TrainerConfig(epochs=2))\n"
+        f"    p = Path({str(tmp_path)!r}) / f'{{impl.value}}-{{o.value}}'; run(c, p)\n"
+        "    m = p / 'metrics.json'\n"
         "    m.write_text(json.dumps({**json.loads(m.read_text()), 'status': 'interrupted'}))\n"
-        "    r = run(c, p); print(impl.value, r['status'], r['resumed_from_epoch'])\n"
+        "    r = run(c, p); print(impl.value, o.value, r['status'], r['resumed_from_epoch'])\n"
         "print('torch._dynamo' in sys.modules, 'sympy' in sys.modules)"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], env=cli_env(), cwd=ROOT, capture_output=True, text=True
     )
-    expected = [*(f"{impl.value} ok 2" for impl in Impl), "False False"]
+    expected = [*(f"{impl.value} sgd ok 2" for impl in Impl), "module adam ok 2", "False False"]
     assert done.stdout.splitlines() == expected, done.stderr[-2000:]
