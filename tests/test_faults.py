@@ -236,12 +236,12 @@ def test_finished_sweep_is_never_touched_by_a_refused_command(
     assert after == before
 
 
-def test_resume_reruns_only_what_is_missing(run_cli, finished_sweep: Path) -> None:
+def test_resume_reruns_only_what_is_missing(run_main, finished_sweep: Path) -> None:
     (finished_sweep / "1" / "metrics.json").unlink()
     (finished_sweep / "1" / "checkpoint.pt").unlink()
     (finished_sweep / "summary.csv").unlink()
     kept = digest(finished_sweep / "0")
-    result = run_cli("--resume", str(finished_sweep))
+    result = run_main("--resume", str(finished_sweep))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming: 1 of 2 runs already finished" in result.stdout
     assert digest(finished_sweep / "0") == kept
@@ -250,7 +250,7 @@ def test_resume_reruns_only_what_is_missing(run_cli, finished_sweep: Path) -> No
         "relu",
         "selu",
     ]
-    again = run_cli("--resume", str(finished_sweep))
+    again = run_main("--resume", str(finished_sweep))
     assert again.returncode == 0 and "resuming: 2 of 2 runs already finished" in again.stdout
 
 
