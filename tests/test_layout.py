@@ -124,3 +124,19 @@ def test_plugins_use_only_public_names(plugin: str) -> None:
         for mod, names in imports(path, f"hydra_plugins.{plugin}.{path.stem}"):
             crossing += [f"{path.name}: {mod}.{n}" for n in names if n.startswith("_")]
     assert crossing == []
+
+
+def test_every_subpackage_is_listed_for_the_wheel() -> None:
+    """pyproject lists its packages by name (a package-dir mapping rules out packages.find):
+    one left out is missing from the wheel, and only the wheel test would notice."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        module_name(init)
+        for init in PACKAGE.rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert found <= listed, sorted(found - listed)
