@@ -148,3 +148,21 @@ def test_a_worker_never_waits_for_a_batch(run_main, tmp_path: Path) -> None:
     for trial in study.trials:
         epochs = records[trial.number]["epochs_done"]
         assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
+
+
+def test_a_resumed_trial_tells_the_study_every_epoch_it_kept(tmp_path: Path) -> None:
+    """Killed between an epoch's record and its report, a trial resumes from its checkpoint
+    with epochs the study never heard of: the first report sends them all (the slow chaos test
+    found a finished trial whose last epoch was missing from the study)."""
+    from mlp_sweep.search.study import open_storage
+    from mlp_sweep.search.trial import TrialLink
+
+    storage = str(tmp_path / JOURNAL_FILE)
+    study = optuna.create_study(study_name="s", storage=open_storage(storage), direction="maximize")
+    study.ask()  # trial 0, as the sweeper asks it
+    link = TrialLink(storage, "s", 0, "best_test_acc", PrunerSpec(PrunerName.median))
+    epochs = [EpochStats(e, 1.0, 1.0, acc, 1.0) for e, acc in [(1, 0.5), (2, 0.7), (3, 0.6)]]
+    assert link.should_prune(History(epochs[:1])) is False
+    link = TrialLink(storage, "s", 0, "best_test_acc", PrunerSpec(PrunerName.median))  # resumed
+    assert link.should_prune(History(epochs)) is False
+    assert study.trials[0].intermediate_values == {1: 0.5, 2: 0.7, 3: 0.7}  # best so far

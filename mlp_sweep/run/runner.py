@@ -89,6 +89,12 @@ def _train(life: Lifecycle) -> dict[str, Any]:
         life.started(state)
 
         prune = life.job.prune
+        kept = state.history
+        if prune is not None and kept.epochs and kept.status == Status.OK:
+            # Resumed: the study hears the kept epochs (a kill may have come between an epoch's
+            # record and its report), and its pruner may stop the run where it was stopped.
+            if prune(kept) and len(kept.epochs) < cfg.trainer.epochs:
+                return life.pruned()
 
         def on_epoch(history: History) -> None:
             state.history = history

@@ -61,15 +61,21 @@ class TrialLink:
     def should_prune(self, history: History) -> bool:
         """Report the history's last epoch; True if the pruner stops the trial there. A study
         that cannot be reached costs a warning and no pruning, never the run."""
-        value = epoch_value(self.objective, history)
-        if value is None or self._broken:
+        from mlp_sweep.training.loop import History  # torch: the trial's process has it
+
+        if not history.epochs or self._broken:
             return False
-        step = history.epochs[-1].epoch
         try:
             trial = self._open()
-            # A resumed trial trains again from its checkpoint: epochs it reported stand.
-            if step not in trial._cached_frozen_trial.intermediate_values:
-                trial.report(value, step)
+            reported = trial._cached_frozen_trial.intermediate_values
+            # Every epoch the study has not heard of: a trial killed between its record and its
+            # report, resumed from its checkpoint, tells the epochs it kept first.
+            for i, epoch in enumerate(history.epochs, start=1):
+                value = epoch_value(self.objective, History(history.epochs[:i]))
+                if epoch.epoch not in reported and value is not None:
+                    trial.report(value, epoch.epoch)
+            if epoch_value(self.objective, history) is None:
+                return False
             return bool(trial.should_prune())
         except Exception as err:  # the study unreachable, a storage error: train on
             self._broken = True
