@@ -28,6 +28,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -153,6 +154,24 @@ def _spawn(preload: str | None) -> _Slot:
     return _Slot(process, parent_end)
 
 
+def _await_server_exit(timeout: float = 5.0) -> None:
+    """Wait (bounded) until a fork server that stopped answering has exited. Its socket closes
+    a moment before the kernel makes it a zombie; a restart in that moment finds it "alive"
+    (multiprocessing checks with waitpid) and fails again. WNOWAIT leaves the reaping to
+    multiprocessing."""
+    from multiprocessing import forkserver
+
+    pid = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    deadline = time.monotonic() + timeout
+    while pid is not None and time.monotonic() < deadline:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.01)
+
+
 def warm_up(preload: str) -> None:
     """Start the fork server now, importing `preload` while the command does the rest of its
     start-up; the pool's workers are forked from it, ready, when the sweep launches."""
@@ -190,6 +209,7 @@ class Pool:
             try:
                 slot = _spawn(self.preload)
             except (OSError, EOFError):  # the server died (killed while importing, say)
+                _await_server_exit()
                 continue  # the next _spawn starts a new one
             try:
                 slot.conn.send((self.env, self._init))
