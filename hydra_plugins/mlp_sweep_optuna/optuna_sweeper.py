@@ -358,16 +358,12 @@ class OptunaSweeper(Sweeper):
         unfinished (running when its worker died, interrupted, timeout). A run that failed
         by itself would fail again: that trial is failed."""
         from mlp_sweep.launch.jobs import worker_died
-        from mlp_sweep.run.record import read_metrics
         from mlp_sweep.status import Status
 
         if worker_died(job):
             return True
-        assert self.config is not None
-        try:
-            status = read_metrics(Path(str(self.config.hydra.sweep.dir)) / str(number))["status"]
-        except (OSError, ValueError, KeyError):
-            return False  # no record of ours: another app's task, judged by its return
+        # No record of ours (another app's task): judged by its return.
+        status = self._record(number).get("status")
         return status in (Status.RUNNING, Status.INTERRUPTED, Status.TIMEOUT)
 
     def _never_given(self, study: Study, trial: FrozenTrial, space: Space, sweep_dir: Path) -> bool:

@@ -89,20 +89,23 @@ def _train(life: Lifecycle) -> dict[str, Any]:
         life.started(state)
 
         prune = life.job.prune
-        kept = state.history
-        if prune is not None and kept.epochs and kept.status == Status.OK:
-            # Resumed: the study hears the kept epochs (a kill may have come between an epoch's
-            # record and its report), and its pruner may stop the run where it was stopped.
-            if prune(kept) and len(kept.epochs) < cfg.trainer.epochs:
-                return life.pruned()
+
+        def pruned(history: History) -> bool:
+            """Tell the search the history's epochs (the last one too); whether its pruner stops
+            the run here (never at its end: nothing left to save)."""
+            if prune is None or not history.epochs or history.status != Status.OK:
+                return False
+            return prune(history) and len(history.epochs) < cfg.trainer.epochs
+
+        # Resumed: the study hears the kept epochs (a kill may have come between an epoch's
+        # record and its report), and its pruner may stop the run where it was stopped.
+        if pruned(state.history):
+            return life.pruned()
 
         def on_epoch(history: History) -> None:
             state.history = history
             life.epoch_done(state)
-            if prune is None or history.status != Status.OK:
-                return
-            stop = prune(history)  # reports the epoch, the last one too
-            if stop and len(history.epochs) < cfg.trainer.epochs:  # at its end: nothing to save
+            if pruned(history):
                 raise Pruned
 
         trained = compiled(state.model) if cfg.trainer.compile else state.model

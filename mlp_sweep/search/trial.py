@@ -71,8 +71,10 @@ class TrialLink:
             # Every epoch the study has not heard of: a trial killed between its record and its
             # report, resumed from its checkpoint, tells the epochs it kept first.
             for i, epoch in enumerate(history.epochs, start=1):
+                if epoch.epoch in reported:
+                    continue
                 value = epoch_value(self.objective, History(history.epochs[:i]))
-                if epoch.epoch not in reported and value is not None:
+                if value is not None:
                     trial.report(value, epoch.epoch)
             if epoch_value(self.objective, history) is None:
                 return False
