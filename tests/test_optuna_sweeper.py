@@ -125,7 +125,7 @@ def test_hparams_search_preset_composes() -> None:
         cfg = compose("config", [preset, override], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("optuna_sweeper.OptunaSweeper")
-    assert (sweeper.direction.value, sweeper.n_trials) == ("maximize", 20)
+    assert (sweeper.direction, sweeper.n_trials) == ("maximize", 20)
     params = flatten(OmegaConf.to_container(sweeper.params))  # type: ignore[arg-type]
     assert space_of(*(f"{k}={v}" for k, v in params.items())) == {
         "optim.lr": FloatDistribution(0.01, 0.1, log=True),

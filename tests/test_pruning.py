@@ -125,6 +125,10 @@ def test_only_a_search_with_a_pruner_links_its_jobs_to_the_study() -> None:
     assert link is not None and link.number == 3 and link.objective == "best_test_acc"
     assert link.storage == f"/tmp/x/{JOURNAL_FILE}" and link.pruner.name is PrunerName.asha
     assert link.pruner.max_epochs == 10
+    seeded = trial_link(hydra_of("hparams_search=optuna", "hydra.sweeper.seeds=2"), 10)
+    assert seeded is not None and (seeded.number, seeded.seed_index) == (1, 1)  # job 3
+    two = ["hydra.sweeper.objective=[test_loss,n_params]", "hydra.sweeper.direction=[min,min]"]
+    assert trial_link(hydra_of("hparams_search=optuna", *two), 10) is None  # single-objective
 
 
 def test_a_worker_never_waits_for_a_batch(run_main, tmp_path: Path) -> None:

@@ -10,18 +10,13 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+# Each trial reports its objective after every epoch; the pruner may stop it there.
+from mlp_sweep.search.study import PrunerName
+
 
 class Direction(Enum):
     maximize = "maximize"
     minimize = "minimize"
-
-
-class PrunerName(Enum):
-    # Each trial reports its objective after every epoch; the pruner may stop it there.
-    none = "none"
-    median = "median"  # Optuna's MedianPruner: worse than the median of earlier trials
-    asha = "asha"  # SuccessiveHalvingPruner: asynchronous successive halving
-    hyperband = "hyperband"  # HyperbandPruner: several ASHA brackets of different aggressiveness
 
 
 @dataclass
@@ -39,11 +34,13 @@ class SamplerName(Enum):
     tpe = "tpe"
     random = "random"
     grid = "grid"
+    nsga2 = "nsga2"  # Optuna's NSGAIISampler: a genetic search, for several objectives
 
 
 @dataclass
 class SamplerConf:
-    # tpe: Optuna's default, learns from finished trials; random: uniform draws; grid: every
+    # tpe: Optuna's default, learns from finished trials (one objective or several); random:
+    # uniform draws; nsga2: NSGA-II, a genetic search for several objectives; grid: every
     # combination of the discrete params in command-line order, as the basic sweeper runs them.
     # Whatever the name, a space that is all discrete and no bigger than n_trials runs as a grid:
     # any further trial could only repeat one.
@@ -55,8 +52,15 @@ class SamplerConf:
 @dataclass
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.mlp_sweep_optuna.optuna_sweeper.OptunaSweeper"
-    # maximize: mlp_sweep's task returns the test accuracy.
-    direction: Direction = Direction.maximize
+    # One per objective: maximize or minimize, or a list ([maximize,minimize]) for several.
+    direction: Any = Direction.maximize
+    # The run record's fields the study optimizes (metrics.json: best_test_acc, test_acc,
+    # test_loss, train_loss, train_seconds, n_params, ...): one, or a list for a
+    # multi-objective study whose Pareto-optimal trials the summary marks (`pareto`).
+    objective: Any = field(default_factory=lambda: ["best_test_acc"])
+    # Each trial trains its params on this many seeds (the config's seed, +1, +2, ...), one
+    # run each; the study is told their mean, and the pruner compares means.
+    seeds: int = 1
     # The study's name inside the storage; one storage can hold several studies.
     study_name: str = "mlp_sweep"
     # An Optuna storage URL; null: the journal file <hydra.sweep.dir>/optuna.journal, so each

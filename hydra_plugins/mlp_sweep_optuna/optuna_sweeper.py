@@ -26,7 +26,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from .config import Direction, PrunerName, PruningConf, SamplerConf, SamplerName
+from mlp_sweep.search.study import PrunerName
+
+from .config import PruningConf, SamplerConf, SamplerName
 
 if TYPE_CHECKING:  # optuna is imported when a sweep starts, never when Hydra scans plugins
     from optuna import Study
@@ -151,7 +153,7 @@ def objective(job: JobReturn) -> tuple[float | None, str]:
 class OptunaSweeper(Sweeper):
     def __init__(
         self,
-        direction: Direction | str = Direction.maximize,
+        direction: Any = "maximize",
         study_name: str = "mlp_sweep",
         storage: str | None = None,
         n_trials: int = 20,
@@ -160,9 +162,16 @@ class OptunaSweeper(Sweeper):
         params: Mapping[str, Any] | None = None,
         pruner: PrunerName | str = PrunerName.none,
         pruning: Any = None,
+        objective: Any = None,
+        seeds: int = 1,
     ) -> None:
-        # By value: Hydra's plugin scan re-runs config.py, so a member may be of an older class.
-        self.direction = Direction(getattr(direction, "value", direction))
+        # Checked in setup(), where a mistake is Hydra's one line rather than an instantiation
+        # error; enum members by value (Hydra's plugin scan re-runs config.py).
+        self.direction: Any = plain(direction)
+        self.objective: Any = plain(objective)
+        self.objectives: list[str] = []
+        self.directions: list[str] = []
+        self.seeds = seeds
         self.study_name = study_name
         self.storage = storage
         self.n_trials = n_trials
@@ -181,6 +190,7 @@ class OptunaSweeper(Sweeper):
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
         self.open: set[int] = set()  # trials whose runs did not finish here: left RUNNING
+        self.returned: dict[int, dict[int, JobReturn]] = {}  # trial -> its seeds' jobs so far
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -191,6 +201,21 @@ class OptunaSweeper(Sweeper):
             import optuna  # noqa: F401
         except ImportError:
             raise MissingOptuna(MISSING_OPTUNA) from None
+        from mlp_sweep.search.objectives import ObjectiveError, checked
+
+        try:
+            self.objectives, self.directions = checked(self.objective, self.direction)
+        except ObjectiveError as err:
+            raise SweepError(str(err)) from None
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise SweepError(f"hydra.sweeper.seeds={self.seeds}: a whole number, 1 or more")
+        if len(self.objectives) > 1 and self.pruner is not PrunerName.none:
+            log.warning(
+                f"hydra.sweeper.pruner={self.pruner.value} is off: Optuna prunes single-objective "
+                f"studies only, and this one has {len(self.objectives)} objectives",
+                extra=ON_CONSOLE,
+            )
+            self.pruner = PrunerName.none
         from mlp_sweep.launch.compose import CachedLoader
 
         if not isinstance(hydra_context.config_loader, CachedLoader):  # trials differ in values
@@ -215,6 +240,7 @@ class OptunaSweeper(Sweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         params = [f"{key}={value}" for key, value in self.params.items()]
         space = parse_space(parser.parse_overrides(params + list(arguments)))
+        self.first_seed = self._first_seed(space)  # seeds > 1: seed leaves the space
         from mlp_sweep.search.study import storage_spec
 
         storage = storage_spec(sweep_dir, self.storage)
@@ -247,13 +273,56 @@ class OptunaSweeper(Sweeper):
             if resumed:
                 returns += self._run(study, resumed)
             while (done := self._counted(study, space)) < target:
-                count = min(self.n_jobs, target - done)
+                count = max(1, min(self.n_jobs // self.seeds, target - done))
                 asked = [self._ask(study, space, grid) for _ in range(count)]
                 jobs = {t.number: trial_overrides(space, t.params) for t in asked}
                 returns += self._run(study, jobs)
 
-        log.info(f"{best_line(study)}; study '{study.study_name}' in {storage}", extra=ON_CONSOLE)
+        lines = best_lines(study, self.objectives)
+        log.info(f"{lines[0]}; study '{study.study_name}' in {storage}", extra=ON_CONSOLE)
+        for line in lines[1:]:
+            log.info(line, extra=ON_CONSOLE)
         return returns
+
+    def _first_seed(self, space: Space) -> int:
+        """The seed of each trial's first run when trials train on several seeds (the next
+        ones follow it): a fixed seed=N from the command line, else the config's. The seed
+        then leaves the space: each job gets its own."""
+        assert self.config is not None
+        if self.seeds == 1:
+            return int(OmegaConf.select(self.config, "seed", default=0) or 0)
+        given = space.pop("seed", None)
+        if given is not None and not isinstance(given, str):
+            raise SweepError(
+                f"hydra.sweeper.seeds={self.seeds} gives each trial its own seeds: take seed "
+                "out of the search space (seed=N sets the first one)"
+            )
+        try:
+            text = given.partition("=")[2] if given else OmegaConf.select(self.config, "seed")
+            return int(text or 0)
+        except (TypeError, ValueError):
+            raise SweepError(f"{given}: seed must be a whole number") from None
+
+    def _jobs(self, number: int, overrides: list[str]) -> dict[int, list[str]]:
+        """Trial `number`'s jobs by job number: the trial's own number, or with seeds=S jobs
+        number*S ... number*S+S-1, one seed each (so job // S is the trial)."""
+        if self.seeds == 1:
+            return {number: overrides}
+        return {
+            number * self.seeds + k: [*overrides, f"seed={self.first_seed + k}"]
+            for k in range(self.seeds)
+        }
+
+    def _returned(self, study: Study, job_number: int, job: JobReturn) -> bool:
+        """One job's return; once all of its trial's seeds are back, the trial is told.
+        Returns whether it was."""
+        number = job_number // self.seeds
+        jobs = self.returned.setdefault(number, {})
+        jobs[job_number] = job
+        if len(jobs) < self.seeds:
+            return False
+        self._tell(study, number, self.returned.pop(number))
+        return True
 
     def _counted(self, study: Study, space: Space) -> int:
         """Trials that count towards n_trials: finished ones that got their values (one failed
@@ -276,26 +345,32 @@ class OptunaSweeper(Sweeper):
         """No batches: each worker that ends a trial (or whose trial is pruned) gets the next
         at once, asked of the study only then, so it learns from every trial told so far."""
         assert self.launcher is not None
-        queue = list(resumed.items())
-        running: set[int] = set()
+        queue: list[tuple[int, list[str]]] = []  # jobs of trials asked, not yet launched
+        running: set[int] = set()  # trials with a job not yet returned
+
+        def enqueue(number: int, overrides: list[str]) -> None:
+            jobs = self._jobs(number, overrides)
+            self._check(study, [number], list(jobs.values()))
+            queue.extend(jobs.items())
+            running.add(number)
+
+        for number, overrides in resumed.items():
+            enqueue(number, overrides)
 
         def more() -> tuple[int, list[str]] | None:
-            if queue:
-                number, overrides = queue.pop(0)
-            elif self._counted(study, space) + len(running) >= target:
-                return None
-            else:
+            if not queue:
+                if self._counted(study, space) + len(running) >= target:
+                    return None
                 trial = self._ask(study, space, grid)
-                number, overrides = trial.number, trial_overrides(space, trial.params)
-            self._check(study, [number], [overrides])
-            running.add(number)
-            return number, overrides
+                enqueue(trial.number, trial_overrides(space, trial.params))
+            return queue.pop(0)
 
-        def done(number: int, job: JobReturn) -> None:
-            running.discard(number)
-            self._tell(study, number, job)
+        def done(job_number: int, job: JobReturn) -> None:
+            if self._returned(study, job_number, job):
+                running.discard(job_number // self.seeds)
 
-        return list(self.launcher.stream(more, done, expected=target))  # type: ignore[attr-defined]
+        expected = max(1, target - self._counted(study, space)) * self.seeds
+        return list(self.launcher.stream(more, done, expected=expected))  # type: ignore[attr-defined]
 
     def _check(self, study: Study, numbers: list[int], batch: list[list[str]]) -> None:
         """A config that cannot compose fails the sweep here, before its job runs: its trials
@@ -309,28 +384,49 @@ class OptunaSweeper(Sweeper):
                 study.tell(number, state=TrialState.FAIL)
             raise
 
-    def _tell(self, study: Study, number: int, job: JobReturn) -> None:
-        """What the trial's job came to, told to the study: its value, PRUNED, FAIL, or
-        nothing for a trial left unfinished (--resume continues it)."""
+    def _tell(self, study: Study, number: int, jobs: Mapping[int, JobReturn]) -> None:
+        """What the trial's jobs (one per seed) came to, told to the study: the mean of their
+        values, PRUNED, FAIL, or nothing for a trial left unfinished (--resume continues it)."""
         from optuna.trial import TrialState
 
-        value, why = objective(job)
-        pruned_at = self._pruned_at(number)
-        if pruned_at is not None:
-            log.info(f"trial {number}: pruned at epoch {pruned_at}", extra=ON_CONSOLE)
+        pruned_at = [e for j in jobs if (e := self._pruned_at(j)) is not None]
+        outcomes = {j: self._values(j, job) for j, job in sorted(jobs.items())}
+        missing = {j: why for j, (values, why) in outcomes.items() if values is None}
+        if pruned_at:
+            log.info(f"trial {number}: pruned at epoch {min(pruned_at)}", extra=ON_CONSOLE)
             study.tell(number, state=TrialState.PRUNED)
-        elif value is None and self._unfinished(number, job):
-            self.open.add(number)  # not told: --resume continues it in its folder
+        elif any(self._unfinished(j, jobs[j]) for j in missing):
+            self.open.add(number)  # not told: --resume continues it in its folders
             log.warning(
                 f"trial {number} did not finish (its worker died, or it was stopped at "
                 "its time limit); it stays open and --resume continues it"
             )
-        elif value is None:
-            log.warning(f"trial {number} failed: the job {why}")
+        elif missing:
+            job_number, why = next(iter(missing.items()))
+            which = f" (seed job {job_number})" if self.seeds > 1 else ""
+            log.warning(f"trial {number} failed: the job{which} {why}")
             study.tell(number, state=TrialState.FAIL)
         else:
-            log.info(f"trial {number}: value {value:.4g}")
-            study.tell(number, value)
+            rows = [values for values, _ in outcomes.values() if values is not None]
+            means = [sum(column) / len(column) for column in zip(*rows, strict=True)]
+            log.info(f"trial {number}: {describe(means, rows, self.objectives)}")
+            study.tell(number, means if len(means) > 1 else means[0])
+
+    def _values(self, job_number: int, job: JobReturn) -> tuple[list[float] | None, str]:
+        """The job's value of each objective, or None and why there is none. A job that did
+        not finish has none (its return says why); the default objective is its return, any
+        other is read from its run's record."""
+        from mlp_sweep.search.objectives import DEFAULT_OBJECTIVE, record_values
+
+        value, why = objective(job)
+        if value is None:
+            return None, why
+        if self.objectives == [DEFAULT_OBJECTIVE]:
+            return [value], ""
+        values = record_values(self._record(job_number), self.objectives)
+        if values is None:
+            return None, f"left no finite {', '.join(self.objectives)} in its record"
+        return values, ""
 
     def _record(self, number: int) -> dict[str, Any]:
         """The trial's run record (metrics.json), or {} where there is none of ours."""
@@ -374,7 +470,7 @@ class OptunaSweeper(Sweeper):
 
         if (
             any(key in trial.params for key in sampled(space))
-            or (sweep_dir / str(trial.number)).exists()
+            or (sweep_dir / str(trial.number * self.seeds)).exists()
         ):
             return False
         study.tell(trial.number, state=TrialState.FAIL)
@@ -387,8 +483,8 @@ class OptunaSweeper(Sweeper):
 
     def _study(self, storage: str) -> Study:
         import optuna
+        from optuna.study import StudyDirection
 
-        from mlp_sweep.search.study import PrunerName as Name
         from mlp_sweep.search.study import PrunerSpec, open_storage
 
         # Optuna's lines go through Hydra's logging (its console format and log file).
@@ -397,7 +493,7 @@ class OptunaSweeper(Sweeper):
         assert self.config is not None
         knobs = self.pruning
         pruner = PrunerSpec(  # the one each trial rebuilds from its own config (search.trial)
-            Name(self.pruner.value),
+            self.pruner,
             knobs.min_epochs,
             knobs.reduction_factor,
             knobs.warmup_trials,
@@ -406,21 +502,24 @@ class OptunaSweeper(Sweeper):
         study = optuna.create_study(
             study_name=self.study_name,
             storage=open_storage(storage),
-            direction=self.direction.value,
+            directions=[StudyDirection[way.upper()] for way in self.directions],
             load_if_exists=True,
             pruner=pruner.build(),
         )
-        if study.direction.name.lower() != self.direction.value:
+        created = [d.name.lower() for d in study.directions]
+        if created != self.directions:
             raise SweepError(
-                f"study '{self.study_name}' in {storage} was created to "
-                f"{study.direction.name.lower()}; hydra.sweeper.direction={self.direction.value}"
+                f"study '{self.study_name}' in {storage} was created to {','.join(created)}; "
+                f"hydra.sweeper.direction={','.join(self.directions)}"
             )
         # Offset by the trials already there: a resumed sweep must not redraw the first run's
         # random points, and a fresh one with the same seed still repeats exactly.
         seed = self.sampler.seed
         seed = None if seed is None else seed + len(study.get_trials(deepcopy=False))
-        if self.sampler.name == SamplerName.tpe:
+        if self.sampler.name == SamplerName.tpe:  # one objective or several (MOTPE)
             study.sampler = optuna.samplers.TPESampler(seed=seed)
+        elif self.sampler.name == SamplerName.nsga2:
+            study.sampler = optuna.samplers.NSGAIISampler(seed=seed)
         else:  # random; a grid enqueues its points, so the sampler never draws
             study.sampler = optuna.samplers.RandomSampler(seed=seed)
         return study
@@ -436,28 +535,61 @@ class OptunaSweeper(Sweeper):
             study.enqueue_trial(next(point for point in grid if point not in taken))
         return study.ask(sampled(space))
 
-    def _run(self, study: Study, jobs: dict[int, list[str]]) -> list[Sequence[JobReturn]]:
-        """Launch trials in batches of jobs numbered by their trials, then tell Optuna what
-        they returned (a launcher that cannot stream: basic, fused, SLURM)."""
+    def _run(self, study: Study, trials: dict[int, list[str]]) -> list[Sequence[JobReturn]]:
+        """Launch trials' jobs in batches of up to n_jobs, numbered by their trials, and tell
+        Optuna about each trial once all of its jobs returned (a launcher that cannot stream:
+        basic, fused, SLURM)."""
         assert self.launcher is not None
+        jobs: dict[int, list[str]] = {}
+        for number, overrides in trials.items():
+            jobs.update(self._jobs(number, overrides))
         batches: list[Sequence[JobReturn]] = []
         for numbers in consecutive(list(jobs), self.n_jobs):
             batch = [jobs[n] for n in numbers]
-            self._check(study, numbers, batch)
+            self._check(study, sorted({n // self.seeds for n in numbers}), batch)
             results = self.launcher.launch(batch, initial_job_idx=numbers[0])
             for number, job in zip(numbers, results, strict=True):
-                self._tell(study, number, job)
+                self._returned(study, number, job)
             batches.append(results)
         return batches
 
 
-def best_line(study: Study) -> str:
+def describe(means: list[float], rows: list[list[float]], objectives: list[str]) -> str:
+    """`value 0.9812`, with seeds `value 0.9812 (mean of 3 seeds, sd 0.0011)`; several
+    objectives by name."""
+    parts = []
+    for i, mean in enumerate(means):
+        text = f"{mean:.4g}"
+        if len(rows) > 1:
+            sd = (sum((row[i] - mean) ** 2 for row in rows) / (len(rows) - 1)) ** 0.5
+            text += f" (mean of {len(rows)} seeds, sd {sd:.2g})"
+        parts.append(f"{objectives[i]} {text}" if len(means) > 1 else f"value {text}")
+    return ", ".join(parts)
+
+
+def _params(trial: FrozenTrial) -> str:
+    return " ".join(
+        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in trial.params.items()
+    )
+
+
+def best_lines(study: Study, objectives: Sequence[str]) -> list[str]:
+    """The best trial, or with several objectives the Pareto-optimal ones: a headline, then
+    one line per trial."""
+    if len(study.directions) > 1:
+        front = sorted(study.best_trials, key=lambda t: t.number)
+        if not front:
+            return ["no trial completed"]
+        lines = [f"Pareto front: {len(front)} trial{'s' if len(front) > 1 else ''}"]
+        for trial in front:
+            values = ", ".join(
+                f"{name} {value:.4g}" for name, value in zip(objectives, trial.values, strict=True)
+            )
+            lines.append(f"  trial {trial.number}: {values} ({_params(trial)})")
+        return lines
     try:
         best = study.best_trial
     except ValueError:
-        return "no trial completed"
-    params = " ".join(
-        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
-        for key, value in best.params.items()
-    )
-    return f"best trial {best.number}: value {best.value:.4g} ({params})"
+        return ["no trial completed"]
+    return [f"best trial {best.number}: value {best.value:.4g} ({_params(best)})"]

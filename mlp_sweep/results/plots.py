@@ -6,6 +6,8 @@
   grey.
 - comparison.png: final and best test accuracy of each configuration, best first; with seeds
   swept, their mean with a bar of one standard deviation (summary_by_config.csv's numbers).
+- pareto.png, for a search with several objectives: each trial by its first two objectives
+  (means over its seeds), the Pareto-optimal ones marked, named and joined.
 
 Runs without history (failed before their first epoch) are left out of the curves; runs a
 search's pruner stopped are drawn thinner and fainter, with an x at the epoch it stopped them.
@@ -25,12 +27,13 @@ from typing import Any
 
 import pandas as pd
 
-from mlp_sweep.results.summary import TRIAL, override_keys
+from mlp_sweep.results.summary import PARETO, TRIAL, override_keys, search_settings
 from mlp_sweep.run.record import HISTORY_FILE, write_bytes_atomic
 from mlp_sweep.status import Status
 
 CURVES_FILE = "curves.png"
 COMPARISON_FILE = "comparison.png"
+PARETO_FILE = "pareto.png"
 MAX_LINES = 30  # one line per run up to here; beyond, one per configuration
 MAX_COLOURED = 10  # beyond MAX_LINES configurations: these best ones in colour, the rest grey
 MAX_ROWS = 30  # configurations shown in comparison.png
@@ -259,6 +262,43 @@ def draw_comparison(frame: pd.DataFrame, path: Path, title: str) -> bool:
     return True
 
 
+def draw_pareto(
+    frame: pd.DataFrame, objectives: tuple[str, ...], directions: tuple[str, ...], path: Path
+) -> bool:
+    """pareto.png; False (nothing drawn) when the frame has no Pareto column or no trial with
+    every objective's value."""
+    import matplotlib.pyplot as plt
+
+    if PARETO not in frame or len(objectives) < 2:
+        return False
+    x_name, y_name = objectives[:2]
+    finished = frame["status"].isin([Status.OK, Status.DIVERGED])
+    values = frame[[x_name, y_name]].apply(pd.to_numeric, errors="coerce")[finished].dropna()
+    if values.empty:
+        return False
+    trials = values.groupby(frame.loc[values.index, TRIAL]).mean()
+    optimal = frame.loc[values.index].groupby(TRIAL)[PARETO].all()
+    front = trials[optimal.reindex(trials.index, fill_value=False)].sort_values(x_name)
+    rest = trials.drop(front.index)
+    fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
+    ax.scatter(rest[x_name], rest[y_name], color="0.6", s=22, label="other trials")
+    ax.plot(front[x_name], front[y_name], "-", color="tab:red", alpha=0.5, drawstyle="steps-post")
+    ax.scatter(front[x_name], front[y_name], color="tab:red", s=40, label="Pareto-optimal")
+    for trial, (x, y) in front[[x_name, y_name]].iterrows():
+        ax.annotate(
+            f"trial {trial}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize="small"
+        )
+    arrow = {"maximize": "higher is better", "minimize": "lower is better"}
+    ax.set_xlabel(f"{x_name} ({arrow[directions[0]]})")
+    ax.set_ylabel(f"{y_name} ({arrow[directions[1]]})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    more = f"; {len(objectives) - 2} more objectives not drawn" if len(objectives) > 2 else ""
+    ax.set_title(f"{path.parent.name}: {len(front)} of {len(trials)} trials Pareto-optimal{more}")
+    _save(fig, path)
+    return True
+
+
 def _save(fig: Any, path: Path) -> None:
     """Whole or not at all: a reader never sees half a PNG."""
     import matplotlib.pyplot as plt
@@ -270,7 +310,7 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def write_plots(sweep_dir: Path, frame: pd.DataFrame) -> list[Path]:
-    """Draw curves.png and comparison.png into sweep_dir; returns those drawn."""
+    """Draw curves.png, comparison.png (and pareto.png) into sweep_dir; returns those drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,4 +321,7 @@ def write_plots(sweep_dir: Path, frame: pd.DataFrame) -> list[Path]:
         drawn.append(sweep_dir / CURVES_FILE)
     if draw_comparison(frame, sweep_dir / COMPARISON_FILE, title):
         drawn.append(sweep_dir / COMPARISON_FILE)
+    search = search_settings(sweep_dir)
+    if draw_pareto(frame, search.objectives, search.directions, sweep_dir / PARETO_FILE):
+        drawn.append(sweep_dir / PARETO_FILE)
     return drawn

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from mlp_sweep.run.record import (
     read_metrics,
     write_bytes_atomic,
 )
+from mlp_sweep.search.objectives import DEFAULT_OBJECTIVE, as_list, pareto_front
 from mlp_sweep.status import FINISHED, Status
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ SUMMARY_FILE = "summary.csv"
 # hparams_search=optuna keeps its study in one of these (mlp_sweep.search.study)
 STUDY_FILES = ("optuna.journal", "optuna.db")
 TRIAL = "trial"
+PARETO = "pareto"  # a search with several objectives: the run's trial is Pareto-optimal
 BY_CONFIG_FILE = "summary_by_config.csv"
 METRIC_COLUMNS = [
     "status",
@@ -85,8 +89,9 @@ def _cell(value: Any) -> Any:
     return str(value) if isinstance(value, list | dict) else value
 
 
-def load_row(job_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    """One summary row (without override columns) and the job's overrides."""
+def load_row(job_dir: Path, extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[str]]:
+    """One summary row (without override columns) and the job's overrides; `extra`: more of
+    the record's fields to carry (a search's objectives)."""
     row: dict[str, Any] = {"run_dir": str(job_dir)}
     try:
         record = read_metrics(job_dir)
@@ -98,7 +103,7 @@ def load_row(job_dir: Path) -> tuple[dict[str, Any], list[str]]:
         log.warning("%s: unreadable (%s); listed as unreadable", job_dir / METRICS_FILE, err)
         row.update(status=Status.UNREADABLE, error=f"unreadable {METRICS_FILE}")
         return row, _job_overrides(job_dir)
-    row.update({k: record.get(k) for k in METRIC_COLUMNS if k != "run_dir"})
+    row.update({k: record.get(k) for k in (*METRIC_COLUMNS, *extra) if k != "run_dir"})
     if row["status"] == Status.RUNNING:
         holder = lock.holder(job_dir)
         if holder is not None:
@@ -117,9 +122,11 @@ def build_summary(sweep_dir: Path) -> pd.DataFrame:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise SummaryError(f"{sweep_dir}: no such folder")
+    search = search_settings(sweep_dir)
+    extra = tuple(name for name in search.objectives if name not in METRIC_COLUMNS)
     rows, keys = [], []
     for job_dir in job_dirs(sweep_dir):
-        row, overrides = load_row(job_dir)
+        row, overrides = load_row(job_dir, extra)
         params = row.pop("_params", {})
         for text in overrides:
             key, value = parse_override(text)
@@ -142,10 +149,66 @@ def build_summary(sweep_dir: Path) -> pd.DataFrame:
     # The swept keys are those whose value differs between jobs; overrides common to every job
     # (data.limit_train=2000, say) stay in each run's metrics.json rather than in the table.
     swept = [key for key in keys if frame[key].astype(str).nunique(dropna=False) > 1]
-    if any((sweep_dir / name).exists() for name in STUDY_FILES):  # job number == trial number
-        frame[TRIAL] = [_job_number(Path(d)) for d in frame["run_dir"]]
+    columns = list(METRIC_COLUMNS)
+    if search.is_search:  # job number == trial number (times the seeds each trial trains)
+        jobs = [_job_number(Path(d)) for d in frame["run_dir"]]
+        frame[TRIAL] = pd.array([None if n is None else n // search.seeds for n in jobs], "Int64")
         swept = [TRIAL, *swept]
-    return frame[swept + METRIC_COLUMNS]
+        if len(search.objectives) > 1:
+            for name in extra:
+                frame[name] = pd.to_numeric(frame.get(name), errors="coerce")
+            frame[PARETO] = pareto_column(frame, search.objectives, search.directions)
+            at = columns.index("run_dir")
+            columns[at:at] = [*extra, PARETO]
+    return frame[swept + columns]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """What summary and plots need of a sweep's Optuna search (its multirun.yaml)."""
+
+    is_search: bool = False
+    seeds: int = 1
+    objectives: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ()
+
+
+def search_settings(sweep_dir: Path) -> SearchSettings:
+    """The search settings of the sweep in sweep_dir, read from its multirun.yaml; a plain
+    sweep's (or a folder without that file) are the defaults."""
+    if not any((sweep_dir / name).exists() for name in STUDY_FILES):
+        return SearchSettings()
+    try:
+        config = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())
+        sweeper = config["hydra"]["sweeper"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return SearchSettings(is_search=True)
+    objectives = as_list(sweeper.get("objective")) or [DEFAULT_OBJECTIVE]
+    directions = as_list(sweeper.get("direction")) or ["maximize"]
+    if len(objectives) != len(directions):
+        objectives, directions = [DEFAULT_OBJECTIVE], ["maximize"]
+    return SearchSettings(
+        is_search=True,
+        seeds=max(1, int(sweeper.get("seeds") or 1)),
+        objectives=tuple(objectives),
+        directions=tuple(directions),
+    )
+
+
+def pareto_column(
+    frame: pd.DataFrame, objectives: Sequence[str], directions: Sequence[str]
+) -> pd.Series:
+    """Whether each run's trial is Pareto-optimal: among trials whose runs all finished with
+    every objective's value (not pruned), no other trial's means are at least as good on every
+    objective and better on one. As the sweeper's console lists them."""
+    usable = frame["status"].isin(FINISHED) & frame["status"].ne(Status.PRUNED)
+    values = frame[list(objectives)].apply(pd.to_numeric, errors="coerce")
+    usable &= values.notna().all(axis=1)
+    whole = usable.groupby(frame[TRIAL]).transform("all")
+    means = values[whole].groupby(frame[TRIAL][whole]).mean()
+    front = pareto_front(means.to_numpy().tolist(), directions)
+    optimal = {trial for trial, best in zip(means.index, front, strict=True) if best}
+    return frame[TRIAL].isin(optimal)
 
 
 def _job_number(job_dir: Path) -> int | None:

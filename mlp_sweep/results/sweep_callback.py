@@ -58,12 +58,16 @@ class SummaryCallback(Callback):
         sweeper = config.hydra.sweeper
         if sweeper.get("_target_") in GRID_SWEEPERS:
             total = ACTIVE.planned
-        else:  # a search: as many trials as it is asked for
+        else:  # a search: as many runs as the trials it is asked for, one per seed each
             total = sweeper.get("n_trials")
+            if total is not None:
+                total *= int(sweeper.get("seeds") or 1)
         params = sweeper.get("params")
         if params is not None:
             params = OmegaConf.to_container(params, resolve=False)
         swept = labels.swept_in_command(list(config.hydra.overrides.task), params)
+        if int(sweeper.get("seeds") or 1) > 1:  # a search's trials, each on several seeds
+            swept.add("seed")
         live = is_terminal(sys.stdout) and not config.get("verbose", False)
         ACTIVE.progress = Progress(ACTIVE.sweep_dir, total, swept or None, live)
         ACTIVE.progress.start()

@@ -103,6 +103,7 @@ class RunRecord:
             "best_epoch": None,
             "epochs_done": 0,
             "train_seconds": 0.0,
+            "n_params": None,  # the model's trainable parameters (a search may minimize them)
             # How many times this run has started in this folder: resumes and retries count.
             "attempt": 1,
             "resumed_from_epoch": None,
@@ -197,6 +198,8 @@ class Lifecycle:
 
     def started(self, state: RunState) -> None:
         """Training is about to start from `state` (restored from a checkpoint, or new)."""
+        params = sum(p.numel() for p in state.model.parameters() if p.requires_grad)
+        self.record.update(n_params=params)
         if state.set_aside:
             self.log.warning("%s", state.set_aside)
         if state.history.epochs:

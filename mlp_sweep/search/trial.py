@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEPER = "hydra_plugins.mlp_sweep_optuna.optuna_sweeper.OptunaSweeper"
+# A trial's system attrs with seeds: each seed's values by epoch, and where the trial was pruned.
+SEED_VALUES = "mlp_sweep:seed_values:"
+PRUNED_AT = "mlp_sweep:pruned_at"
 
 
 def epoch_value(objective: str, history: History) -> float | None:
@@ -55,6 +58,8 @@ class TrialLink:
     number: int
     objective: str
     pruner: PrunerSpec
+    seeds: int = 1  # the trial's runs, one per seed; this one is run `seed_index` of them
+    seed_index: int = 0
     _trial: Trial | None = field(default=None, repr=False)
     _broken: bool = field(default=False, repr=False)
 
@@ -66,6 +71,8 @@ class TrialLink:
         if not history.epochs or self._broken:
             return False
         try:
+            if self.seeds > 1:
+                return self._seeds_say_prune(history)
             trial = self._open()
             reported = trial._cached_frozen_trial.intermediate_values
             # Every epoch the study has not heard of: a trial killed between its record and its
@@ -83,6 +90,44 @@ class TrialLink:
             self._broken = True
             log.warning("trial %d: cannot report to its study (%s); not pruned", self.number, err)
             return False
+
+    def _seeds_say_prune(self, history: History) -> bool:
+        """One of the trial's seeds: its values go to the trial's system attrs; an epoch every
+        seed has reached is reported as their mean and judged by the pruner, once, by whichever
+        seed completes it, and the verdict is kept where every seed reads it."""
+        from mlp_sweep.training.loop import History
+
+        trial = self._open()
+        storage, trial_id = trial.storage, trial._trial_id
+        mine = [
+            epoch_value(self.objective, History(history.epochs[:i]))
+            for i in range(1, len(history.epochs) + 1)
+        ]
+        storage.set_trial_system_attr(trial_id, f"{SEED_VALUES}{self.seed_index}", mine)
+        frozen = storage.get_trial(trial_id)
+        if frozen.system_attrs.get(PRUNED_AT) is not None:
+            return True  # another seed's report had the trial pruned
+        lists: list[list[float | None]] = []
+        for k in range(self.seeds):
+            values = frozen.system_attrs.get(f"{SEED_VALUES}{k}")
+            if values is None:
+                return False  # a seed that has not started: no mean yet
+            lists.append(values)
+        common = min(len(values) for values in lists)
+        told = False
+        for step in range(1, common + 1):
+            column = [v for values in lists if (v := values[step - 1]) is not None]
+            if step in frozen.intermediate_values or len(column) < self.seeds:
+                continue
+            storage.set_trial_intermediate_value(trial_id, step, sum(column) / len(column))
+            told = True
+        if not told:
+            return False
+        study = trial.study
+        if study.pruner.prune(study, storage.get_trial(trial_id)):
+            storage.set_trial_system_attr(trial_id, PRUNED_AT, common)
+            return True
+        return False
 
     def _open(self) -> Trial:
         if self._trial is None:
@@ -119,11 +164,16 @@ def trial_link(hydra: Any, epochs: int) -> TrialLink | None:
         max_epochs=epochs,
     )
     objectives = sweeper.get("objective") or ["best_test_acc"]
-    objective = objectives if isinstance(objectives, str) else list(objectives)[0]
+    objectives = [objectives] if isinstance(objectives, str) else list(objectives)
+    if len(objectives) > 1:
+        return None  # Optuna prunes single-objective studies only (the sweeper says so)
+    seeds = max(1, int(sweeper.get("seeds") or 1))
     return TrialLink(
         storage=storage_spec(Path(str(hydra.sweep.dir)), sweeper.get("storage")),
         study_name=str(sweeper.get("study_name")),
-        number=int(number),
-        objective=str(objective),
+        number=int(number) // seeds,
+        objective=str(objectives[0]),
         pruner=spec,
+        seeds=seeds,
+        seed_index=int(number) % seeds,
     )
