@@ -9,13 +9,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,7 @@ import pytest
 
 from mlp_sweep.loggers import LoggerSet, RunInfo
 from mlp_sweep.training.loop import EpochStats
-from tests.helpers import cli_env, start_cli, wait_for
+from tests.helpers import cli_env, free_port, http_json, start_cli, stop, wait_for, wait_until
 
 
 def needs_visdom() -> Any:
@@ -41,43 +37,6 @@ def needs_tensorboard() -> Any:
 
 
 TINY = ["data=synthetic", "data.n_train=400", "data.n_test=200", "trainer.batch_size=50"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except OSError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def http_json(url: str, body: dict[str, Any] | None = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.loads(answer.read())
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a server we started, by its process group, and reap it."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def start_visdom(env_path: Path) -> tuple[subprocess.Popen[bytes], int]:

@@ -9,6 +9,9 @@ first epoch, on the basic launcher and on the default one's workers alike.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +21,7 @@ import pytest
 from mlp_sweep.search.study import JOURNAL_FILE, PrunerName, PrunerSpec, load_study
 from mlp_sweep.search.trial import epoch_value, trial_link
 from mlp_sweep.training.loop import EpochStats, History
+from tests.helpers import free_port, http_json, stop, wait_until
 
 optuna = pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
 
@@ -80,6 +84,34 @@ def test_hopeless_trials_are_pruned_and_resume_leaves_them(run_main, tmp_path: P
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert {n: (sweep / str(n) / "metrics.json").read_bytes() for n in range(6)} == before
     assert [t.state.name for t in load_study(sweep).trials] == states
+    _seen_by_optuna_dashboard(sweep, study)
+
+
+def _seen_by_optuna_dashboard(sweep: Path, study: optuna.Study) -> None:
+    """`optuna-dashboard <sweep>/optuna.journal`, started here on 127.0.0.1, serves each
+    trial's state and intermediate values over its HTTP API."""
+    command = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
+    command = command or shutil.which("optuna-dashboard")
+    assert command, "optuna-dashboard is part of the search extra: pip install '.[search]'"
+    port = free_port()
+    server = subprocess.Popen(
+        [command, str(sweep / JOURNAL_FILE), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}/api/studies"
+    try:
+        studies = wait_until(lambda: http_json(api)["study_summaries"], "optuna-dashboard", 60)
+        assert [s["study_name"] for s in studies] == ["mlp_sweep"]
+        detail = http_json(f"{api}/{studies[0]['study_id']}")
+    finally:
+        stop(server)
+    served = {t["number"]: t for t in detail["trials"]}
+    for trial in study.trials:
+        assert served[trial.number]["state"] == trial.state.name.capitalize()
+        values = {v["step"]: v["value"] for v in served[trial.number]["intermediate_values"]}
+        assert values == pytest.approx(trial.intermediate_values)
 
 
 def test_each_pruner_is_optunas_with_its_knobs() -> None:
