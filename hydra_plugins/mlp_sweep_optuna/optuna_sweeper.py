@@ -559,12 +559,17 @@ def describe(means: list[float], rows: list[list[float]], objectives: list[str])
     objectives by name."""
     parts = []
     for i, mean in enumerate(means):
-        text = f"{mean:.4g}"
+        text = number(mean)
         if len(rows) > 1:
             sd = (sum((row[i] - mean) ** 2 for row in rows) / (len(rows) - 1)) ** 0.5
             text += f" (mean of {len(rows)} seeds, sd {sd:.2g})"
         parts.append(f"{objectives[i]} {text}" if len(means) > 1 else f"value {text}")
     return ", ".join(parts)
+
+
+def number(value: float) -> str:
+    """0.9704, 0.0001234, 79510 (a count such as n_params, whole)."""
+    return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:.4g}"
 
 
 def _params(trial: FrozenTrial) -> str:
@@ -584,7 +589,8 @@ def best_lines(study: Study, objectives: Sequence[str]) -> list[str]:
         lines = [f"Pareto front: {len(front)} trial{'s' if len(front) > 1 else ''}"]
         for trial in front:
             values = ", ".join(
-                f"{name} {value:.4g}" for name, value in zip(objectives, trial.values, strict=True)
+                f"{name} {number(value)}"
+                for name, value in zip(objectives, trial.values, strict=True)
             )
             lines.append(f"  trial {trial.number}: {values} ({_params(trial)})")
         return lines

@@ -282,7 +282,7 @@ def draw_pareto(
     rest = trials.drop(front.index)
     fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
     ax.scatter(rest[x_name], rest[y_name], color="0.6", s=22, label="other trials")
-    ax.plot(front[x_name], front[y_name], "-", color="tab:red", alpha=0.5, drawstyle="steps-post")
+    ax.plot(front[x_name], front[y_name], "-", color="tab:red", alpha=0.5)
     ax.scatter(front[x_name], front[y_name], color="tab:red", s=40, label="Pareto-optimal")
     for trial, (x, y) in front[[x_name, y_name]].iterrows():
         ax.annotate(
@@ -292,6 +292,7 @@ def draw_pareto(
     ax.set_xlabel(f"{x_name} ({arrow[directions[0]]})")
     ax.set_ylabel(f"{y_name} ({arrow[directions[1]]})")
     ax.grid(alpha=0.3)
+    ax.margins(0.1)  # room for the trials' names
     ax.legend(fontsize="small")
     more = f"; {len(objectives) - 2} more objectives not drawn" if len(objectives) > 2 else ""
     ax.set_title(f"{path.parent.name}: {len(front)} of {len(trials)} trials Pareto-optimal{more}")
