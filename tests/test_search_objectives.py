@@ -75,12 +75,14 @@ def test_three_seeds_per_trial_give_the_study_their_mean(run_main, tmp_path: Pat
 
 def test_two_objectives_list_their_pareto_trials(run_cli, tmp_path: Path) -> None:
     """Accuracy against parameter count over three widths and two learning rates (a grid of
-    six, every point a trial) on the default launcher's workers."""
+    six, every point a trial), each trial on two seeds, on the default launcher's workers
+    (trials and seeds handed out one at a time as workers free up)."""
     sweep = tmp_path / "pareto"
     done = run_cli(
         "-m",
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.seeds=2",
         "hydra.sweeper.direction=[maximize,minimize]",
         "hydra.sweeper.objective=[best_test_acc,n_params]",
         "+hydra.sweeper.params.model.hidden='choice([8],[32],[128])'",  # + : not in the preset
@@ -95,28 +97,33 @@ def test_two_objectives_list_their_pareto_trials(run_cli, tmp_path: Path) -> Non
     assert done.returncode == 0, said[-3000:]
     # The preset's pruner cannot work on two objectives: one line says so.
     assert "hydra.sweeper.pruner=asha is off: Optuna prunes single-objective studies" in said
+    assert "database is locked" not in said
 
     frame = pd.read_csv(sweep / "summary.csv")
-    assert len(frame) == 6 and frame["status"].eq("ok").all()
+    assert len(frame) == 12 and frame["status"].eq("ok").all()
+    assert frame["trial"].tolist() == [t for t in range(6) for _ in (0, 1)]
+    assert frame["seed"].tolist() == [0, 1] * 6
     widths = frame["model.hidden"].map(lambda text: json.loads(text)[0])
     assert (frame["n_params"] == 784 * widths + widths + widths * 10 + 10).all()
-    # Pareto-optimal by hand: no other trial at least as accurate with as few parameters.
-    points = list(zip(frame["best_test_acc"], frame["n_params"], strict=True))
-    mine = [
+    # Each trial is its seeds' mean; Pareto-optimal by hand: no other trial at least as
+    # accurate with as few parameters, and better in one.
+    means = frame.groupby("trial")[["best_test_acc", "n_params"]].mean()
+    points = list(means.itertuples(index=False, name=None))
+    optimal = [
         not any(a >= acc and n <= params and (a, n) != (acc, params) for a, n in points)
         for acc, params in points
     ]
-    assert frame["pareto"].tolist() == mine and any(mine)
+    mine = [t for t, best in zip(means.index, optimal, strict=True) if best]
+    assert frame.loc[frame["pareto"], "trial"].unique().tolist() == mine and mine
 
     study = load_study(sweep)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
-    front = sorted(t.number for t in study.best_trials)
-    assert front == frame.loc[frame["pareto"], "trial"].tolist()
+    assert sorted(t.number for t in study.best_trials) == mine
     for trial in study.trials:
-        row = frame[frame["trial"] == trial.number].iloc[0]
-        assert trial.values == [pytest.approx(row["best_test_acc"]), row["n_params"]]
-    assert f"Pareto front: {len(front)} trial" in said
-    for number in front:
+        acc, params = means.loc[trial.number]
+        assert trial.values == [pytest.approx(acc), params]
+    assert f"Pareto front: {len(mine)} trial" in said
+    for number in mine:
         assert f"  trial {number}: best_test_acc " in said
     assert (sweep / "pareto.png").stat().st_size > 0
 
