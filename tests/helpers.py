@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -243,3 +244,34 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def chromium() -> str | None:
+    """Debian's chromium (.ci/install-chromium.sh), or None where it is not installed."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def screenshot(url: str, path: Path, size: tuple[int, int] = (1400, 1000)) -> Path:
+    """The page at `url` as a PNG, from headless chromium, after its scripts had 10 s of
+    virtual time to draw; checked to be a drawn page, not a blank one."""
+    browser = chromium()
+    assert browser, "Debian's chromium: bash .ci/install-chromium.sh"
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+        + [f"--screenshot={path}", f"--window-size={size[0]},{size[1]}"]
+        + ["--virtual-time-budget=10000", url],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.size == size
+        colours = image.convert("RGB").getcolors(maxcolors=size[0] * size[1])
+    assert colours is not None
+    biggest = max(count for count, _ in colours)
+    # A page with its scripts missing is one colour (visdom's blank blue): a drawn page has
+    # many, and no colour covers nearly all of it.
+    assert len(colours) > 200 and biggest < 0.9 * size[0] * size[1], f"{url}: a blank page"
+    return path

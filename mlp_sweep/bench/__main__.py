@@ -1,4 +1,5 @@
-"""`python -m mlp_sweep.bench [sweep-overhead | fused] ...`: one command, three measurements."""
+"""`python -m mlp_sweep.bench [sweep-overhead | fused | loggers] ...`: one command, four
+measurements."""
 
 import sys
 
@@ -9,6 +10,10 @@ def main(argv: list[str] | None = None) -> int:
         from mlp_sweep.bench import overhead
 
         return overhead.main(argv[1:])
+    if argv[:1] == ["loggers"]:  # a watched run's training against an unwatched one
+        from mlp_sweep.bench import loggers
+
+        return loggers.main(argv[1:])
     if argv[:1] == ["fused"]:  # K runs as one stack against the same K alone
         from mlp_sweep.bench import stacked
 

@@ -15,17 +15,31 @@ from __future__ import annotations
 import functools
 import logging
 import queue
+import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlp_sweep import labels
 from mlp_sweep.config import LoggerConfig, is_run_setting
 from mlp_sweep.loggers.run_info import RunInfo
 from mlp_sweep.training.loop import EpochStats
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from mlp_sweep.training.predict import Digits
+
 log = logging.getLogger(__name__)
+
+TB_DIR = "tb"  # <sweep>/tb/<run label>/: the sweep's TensorBoard runs, named as users think
+# Step points go to the loggers' threads in batches this many seconds apart: waking a thread
+# for every step would make it take the interpreter's lock from the training loop every step.
+STEPS_EVERY = 0.5
+# A step's loss as the loggers keep it: (global step, mean train loss per sample).
+StepLoss = tuple[int, float]
 
 # Shown in TensorBoard's HParams view for every run, beside the keys a job overrides.
 CORE_HPARAMS = (
@@ -44,10 +58,17 @@ CORE_HPARAMS = (
 class RunLogger(Protocol):
     name: str
 
-    def start(self, run: RunInfo, history: list[EpochStats]) -> None:
-        """Called once before training; history holds the epochs a resumed run restored."""
+    def start(self, run: RunInfo, history: list[EpochStats], steps: list[StepLoss]) -> None:
+        """Called once before training; history and steps hold what a resumed run restored."""
+
+    def steps(self, points: list[StepLoss]) -> None:
+        """The train loss of the steps since the last call: (step, mean over the last
+        logger.every_n_steps steps), at most every STEPS_EVERY seconds and at each epoch's end."""
 
     def epoch(self, stats: EpochStats) -> None: ...
+
+    def digits(self, epoch: int, digits: Digits) -> None:
+        """Test digits with the model's predictions after `epoch`, misclassified first."""
 
     def finish(self, record: dict[str, Any]) -> None:
         """The run's final record (status, test_acc, best_test_acc, ...)."""
@@ -71,7 +92,15 @@ def run_info(
     keys = list(CORE_HPARAMS) + [
         k for k in overridden if k in params and k not in CORE_HPARAMS and not is_run_setting(k)
     ]
-    return RunInfo(run_dir, label.strip(), group, params, {k: params.get(k) for k in keys})
+    label = label.strip()
+    events = run_dir if sweep_dir is None else sweep_dir / TB_DIR / folder_name(label)
+    return RunInfo(run_dir, label, group, params, {k: params.get(k) for k in keys}, events)
+
+
+def folder_name(label: str, limit: int = 120) -> str:
+    """A run's label as a folder name: "3: model.act=selu" -> "3 model.act=selu"."""
+    name = re.sub(r'[/\\:*?"<>|\s]+', " ", label).strip()
+    return name[:limit].rstrip() or "run"
 
 
 # What to install for a logger whose library is missing.
@@ -129,6 +158,8 @@ class LoggerSet:
     """Fans a run's events out to its loggers; see the module's docstring for the promises."""
 
     def __init__(self, loggers: list[tuple[RunLogger, float]]) -> None:
+        self._steps: list[tuple[int, Tensor]] = []
+        self._steps_sent = 0.0
         self.failed: dict[str, str] = {}
         self._lock = threading.Lock()
         self._workers = [(_Worker(lg, self._fail), timeout) for lg, timeout in loggers]
@@ -148,17 +179,40 @@ class LoggerSet:
         for worker, _ in self._workers:
             worker.submit(functools.partial(getattr(worker.logger, method), *args))
 
-    def start(self, run: RunInfo, history: list[EpochStats]) -> None:
-        self._each("start", run, list(history))
+    def start(self, run: RunInfo, history: list[EpochStats], steps: list[StepLoss]) -> None:
+        self._each("start", run, list(history), list(steps))
+
+    def step(self, step: int, loss: Tensor) -> None:
+        """Kept here, a list append; sent on in a batch every STEPS_EVERY seconds (a tensor
+        read per batch: on a GPU one sync per half second, none per step)."""
+        self._steps.append((step, loss))
+        if time.monotonic() - self._steps_sent >= STEPS_EVERY:
+            self._send_steps()
+
+    def _send_steps(self) -> None:
+        self._steps_sent = time.monotonic()
+        if not self._steps:
+            return
+        import torch
+
+        values = torch.stack([loss for _, loss in self._steps]).tolist()
+        points = [(step, float(v)) for (step, _), v in zip(self._steps, values, strict=True)]
+        self._steps.clear()
+        self._each("steps", points)
 
     def epoch(self, stats: EpochStats) -> None:
+        self._send_steps()  # the epoch's last steps first
         self._each("epoch", stats)
+
+    def digits(self, epoch: int, digits: Digits) -> None:
+        self._each("digits", epoch, digits)
 
     def finish(self, record: dict[str, Any]) -> None:
         self._each("finish", dict(record))
 
     def close(self) -> dict[str, str]:
         """Finish sending (bounded per logger); returns the failed loggers and why."""
+        self._send_steps()
         self._each("close")
         for worker, timeout in self._workers:
             if not worker.stop(timeout):

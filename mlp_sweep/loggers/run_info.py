@@ -16,3 +16,7 @@ class RunInfo:
     group: str  # the sweep's folder name (its runs share one visdom env), or "runs"
     params: dict[str, Any]  # the flat config, as in metrics.json
     hparams: dict[str, Any] = field(default_factory=dict)  # the keys worth comparing
+    # Where TensorBoard's event files go: a sweep's run in <sweep>/tb/<its label>, so that
+    # TensorBoard's run selector shows "tb/3 model.act=selu" rather than "3"; a single run in
+    # its own folder.
+    events_dir: Path | None = None

@@ -1,15 +1,21 @@
 """logger=visdom: the tutorial's live view, for a whole sweep at once.
 
-One visdom environment per sweep (named by the sweep's folder, or `logger.visdom.env`), one
-window per metric (train loss, test loss, test accuracy, each per epoch), one line per run,
-named by its job number and overrides. Runs of a sweep append to the same windows from
-wherever they train; the server serializes the appends, and appending to a window that does
-not exist yet creates it.
+One visdom environment per sweep (named by the sweep's folder, or `logger.visdom.env`), with
+the tutorial's four windows: the train loss per step (the mean over every
+logger.every_n_steps optimizer steps), and per epoch the train loss, test loss and test
+accuracy, one line per run named by its job number and overrides; and for each run a window of
+test digits under their true and predicted labels (misclassified first), redrawn each epoch.
+Runs of a sweep write to the same line windows from wherever they train; the server serializes
+the writes, and writing to a window that does not exist yet creates it.
+
+The step line's new points go out together at most every half second (mlp_sweep.loggers
+batches them), appended to the run's trace; each epoch's end sends the whole line again.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from mlp_sweep.config import VisdomConfig
@@ -19,12 +25,20 @@ from mlp_sweep.training.loop import EpochStats
 if TYPE_CHECKING:
     from visdom import Visdom
 
+    from mlp_sweep.training.predict import Digits
+
 # window id: (metric, title, y label)
 WINDOWS = (
     ("train_loss", "train loss", "mean loss per sample"),
     ("test_loss", "test loss", "mean loss per sample"),
     ("test_acc", "test accuracy", "fraction correct"),
 )
+STEP_WINDOW = "train_loss_step"
+
+
+def digits_window(run: RunInfo) -> str:
+    """The run's own window of test digits: `digits_3_model_act_selu`."""
+    return "digits_" + re.sub(r"\W+", "_", run.label).strip("_")
 
 
 def env_name(run: RunInfo, cfg: VisdomConfig) -> str:
@@ -39,15 +53,21 @@ class VisdomLogger:
         self.vis: Visdom | None = None
         self.env = ""
         self.label = ""
+        self.digits_win = ""
         self.sent: list[EpochStats] = []
+        self.step_points: list[tuple[int, float]] = []
+        self.steps_sent = 0  # how many of step_points the server has
 
-    def start(self, run: RunInfo, history: list[EpochStats]) -> None:
+    def start(
+        self, run: RunInfo, history: list[EpochStats], steps: list[tuple[int, float]]
+    ) -> None:
         import visdom
 
         # Without a socket back from the server (we send, never listen) the client warns on
         # every start; that is by design here.
         logging.getLogger("visdom").setLevel(logging.ERROR)
         self.env, self.label = env_name(run, self.cfg), run.label
+        self.digits_win = digits_window(run)
         where = f"{self.cfg.server}:{self.cfg.port}"
         try:
             self.vis = visdom.Visdom(
@@ -60,9 +80,11 @@ class VisdomLogger:
         except ConnectionError:
             raise ConnectionError(f"no visdom server answers at {where}") from None
         self.sent = list(history)
-        if history:  # a resumed run: its line starts over from the restored epochs
+        self.step_points = list(steps)
+        if history:  # a resumed run: its lines start over from the restored epochs and steps
             for win, title, ylabel in WINDOWS:
                 self._send(win, title, ylabel, history, replace=True)
+            self._send_steps(whole=True)
 
     def _send(
         self, win: str, title: str, ylabel: str, epochs: list[EpochStats], replace: bool = False
@@ -79,6 +101,54 @@ class VisdomLogger:
             opts={"title": title, "xlabel": "epoch", "ylabel": ylabel, "showlegend": True},
         )
 
+    def _send_steps(self, whole: bool = False) -> None:
+        """The step line: the points the server lacks, appended to this run's trace; or the
+        whole line, replacing the trace (the first send, and at each epoch's end: see epoch())."""
+        assert self.vis is not None
+        points = self.step_points
+        new = points if whole or not self.steps_sent else points[self.steps_sent :]
+        if not new:
+            return
+        update = "append"
+        if (whole or not self.steps_sent) and self.vis.win_exists(STEP_WINDOW, env=self.env):
+            update = "replace"
+        self.vis.line(
+            X=[step for step, _ in new],
+            Y=[loss for _, loss in new],
+            win=STEP_WINDOW,
+            env=self.env,
+            name=self.label,
+            update=update,
+            opts={
+                "title": "train loss per step",
+                "xlabel": "optimizer step",
+                "ylabel": "mean loss per sample",
+                "showlegend": True,
+            },
+        )
+        self.steps_sent = len(points)
+
+    def steps(self, points: list[tuple[int, float]]) -> None:
+        self.step_points += points
+        self._send_steps()
+
+    def digits(self, epoch: int, digits: Digits) -> None:
+        from mlp_sweep.loggers.digits import grid
+
+        assert self.vis is not None
+        picture = grid(digits)
+        self.vis.image(
+            picture.transpose(2, 0, 1),  # visdom takes channels first
+            win=self.digits_win,
+            env=self.env,
+            opts={
+                "title": f"{self.label}, epoch {epoch}: {digits.errors} of {digits.seen} wrong",
+                "width": picture.shape[1] + 40,
+                "height": picture.shape[0] + 60,
+                "store_history": False,
+            },
+        )
+
     def epoch(self, stats: EpochStats) -> None:
         # The whole line each time, replacing this run's trace: two runs that both find a
         # window missing both create it, and visdom keeps only the second one's points. The
@@ -86,6 +156,7 @@ class VisdomLogger:
         self.sent.append(stats)
         for win, title, ylabel in WINDOWS:
             self._send(win, title, ylabel, self.sent, replace=True)
+        self._send_steps(whole=True)  # the whole line again: a trace another run's creation lost
 
     def finish(self, record: dict[str, Any]) -> None:
         pass

@@ -47,6 +47,7 @@ METRIC_COLUMNS = [
     "train_loss",
     "best_test_acc",
     "best_epoch",
+    "worst_class",
     "epochs_done",
     "train_seconds",
     "device",
@@ -144,7 +145,7 @@ def build_summary(sweep_dir: Path) -> pd.DataFrame:
     for column in METRIC_COLUMNS:
         if column not in frame:
             frame[column] = None
-    for column in ("best_epoch", "epochs_done", "seed"):  # whole numbers, even beside blanks
+    for column in ("best_epoch", "worst_class", "epochs_done", "seed"):  # whole, even by blanks
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
     # The swept keys are those whose value differs between jobs; overrides common to every job
     # (data.limit_train=2000, say) stay in each run's metrics.json rather than in the table.

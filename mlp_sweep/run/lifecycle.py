@@ -50,9 +50,14 @@ from mlp_sweep.run.record import (
 from mlp_sweep.run.state import RunState
 from mlp_sweep.status import Status
 from mlp_sweep.training.data import Data
-from mlp_sweep.training.loop import EpochStats, History
+from mlp_sweep.training.loop import EpochStats, History, StepHook
+from mlp_sweep.training.predict import confusion, is_image, pick, predict
 
 HISTORY_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
+STEPS_FILE = "steps.csv"  # the train loss every logger.every_n_steps steps, while a logger watches
+STEPS_COLUMNS = ["step", "epoch", "train_loss"]
+DIGITS_SEEN = 1000  # test digits the loggers' grid picks from each epoch (a 4 ms forward pass)
+MISCLASSIFIED_SHOWN = 64
 TRACEBACK_FILE = "traceback.txt"
 
 log = logging.getLogger(__name__)
@@ -68,6 +73,21 @@ class JobInfo:
     sweep_dir: Path | None = None
     # A search's trial: told each epoch, True to stop the run there (mlp_sweep.search.trial).
     prune: Callable[[History], bool] | None = None
+
+
+def read_steps(path: Path, epochs: int) -> list[tuple[int, int, float]]:
+    """steps.csv's points of the first `epochs` epochs (what the checkpoint holds); none if
+    it is missing or unreadable."""
+    import csv
+
+    try:
+        with path.open(newline="") as f:
+            rows = [
+                (int(r["step"]), int(r["epoch"]), float(r["train_loss"])) for r in csv.DictReader(f)
+            ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [row for row in rows if row[1] <= epochs]
 
 
 def one_line(err: BaseException) -> str:
@@ -162,6 +182,12 @@ class Lifecycle:
         self.record.fields.update(extra or {})
         self.loggers: LoggerSet | None = None
         self.kept = History()  # the epochs the checkpoint holds: what an interruption reports
+        self.data: Data | None = None
+        self.state: RunState | None = None
+        # The train loss every logger.every_n_steps steps: kept (epochs done, as floats) and
+        # pending (this epoch's, still tensors on the device). Only while a logger watches.
+        self.steps: list[tuple[int, int, float]] = []  # (step, epoch, loss)
+        self._pending: list[tuple[int, torch.Tensor]] = []
 
     @property
     def params(self) -> dict[str, Any]:
@@ -187,6 +213,7 @@ class Lifecycle:
         )
 
     def data_loaded(self, data: Data, device: torch.device, seconds: float) -> None:
+        self.data = data
         self.log.info(
             "data %s: %d train / %d test on %s (%.1fs)",
             self.cfg.data.name.name,
@@ -198,6 +225,7 @@ class Lifecycle:
 
     def started(self, state: RunState) -> None:
         """Training is about to start from `state` (restored from a checkpoint, or new)."""
+        self.state = state
         params = sum(p.numel() for p in state.model.parameters() if p.requires_grad)
         self.record.update(n_params=params)
         if state.set_aside:
@@ -213,7 +241,22 @@ class Lifecycle:
             info = run_info(
                 self.run_dir, self.params, self.job.num, self.job.overrides, self.job.sweep_dir
             )
-            self.loggers.start(info, state.history.epochs)
+            if state.history.epochs:
+                self.steps = read_steps(self.run_dir / STEPS_FILE, len(state.history.epochs))
+            self.loggers.start(info, state.history.epochs, [(s, v) for s, _, v in self.steps])
+
+    def step_hook(self) -> StepHook | None:
+        """What the training loop calls every logger.every_n_steps steps, or None (nothing to
+        do per step) when no logger watches."""
+        if self.loggers is None or not self.loggers.names:
+            return None
+        loggers, pending = self.loggers, self._pending
+
+        def hook(step: int, loss: torch.Tensor) -> None:
+            pending.append((step, loss))
+            loggers.step(step, loss)
+
+        return hook
 
     def epoch_done(self, state: RunState) -> None:
         """An epoch is done: its line, the checkpoint, then the record that matches it."""
@@ -229,12 +272,24 @@ class Lifecycle:
             e.test_acc,
             e.seconds,
         )
+        if self._pending:  # before the checkpoint: steps.csv never lags the epochs it holds
+            values = torch.stack([loss for _, loss in self._pending]).tolist()  # one sync
+            self.steps += [(s, e.epoch, v) for (s, _), v in zip(self._pending, values, strict=True)]
+            self._pending.clear()
+            write_csv_atomic(
+                self.run_dir / STEPS_FILE,
+                ({"step": s, "epoch": n, "train_loss": v} for s, n, v in self.steps),
+                STEPS_COLUMNS,
+            )
         if self.cfg.trainer.checkpoint:
             state.save(self.checkpoint, self.params)
         self.kept = History(list(history.epochs), history.status)
         self.record.fields["loggers_failed"] = dict(self.loggers.failed)
         self.record.epochs_done(history)
         self.loggers.epoch(e)
+        if self.loggers.names and self.data is not None and is_image(self.data.x_test):
+            x, y = self.data.x_test[:DIGITS_SEEN], self.data.y_test[:DIGITS_SEEN]
+            self.loggers.digits(e.epoch, pick(x, y, predict(state.model, x)))
 
     def finished(self, history: History) -> dict[str, Any]:
         """Trained to the end, or diverged: a result either way."""
@@ -242,6 +297,8 @@ class Lifecycle:
             self.record.epochs_done(history)  # a checkpoint already held them all
         if history.status == Status.DIVERGED:
             self.log.warning("run diverged at epoch %d: non-finite loss", len(history.epochs))
+        if history.status == Status.OK:
+            self._pictures()
         return self._close(Status(history.status), None)
 
     def pruned(self) -> dict[str, Any]:
@@ -251,7 +308,32 @@ class Lifecycle:
             "run pruned at epoch %d: the search's pruner stopped it",
             self.record.fields["epochs_done"],
         )
+        self._pictures()
         return self._close(Status.PRUNED, None)
+
+    def _pictures(self) -> None:
+        """The model's errors on the whole test set: per-class accuracy and the worst class
+        in the record, confusion.png and misclassified.png in the folder. A failure here
+        costs one warning line, never the run."""
+        if self.state is None or self.data is None or not is_image(self.data.x_test):
+            return
+        try:
+            from mlp_sweep.run import pictures
+
+            x, y = self.data.x_test, self.data.y_test
+            pred = predict(self.state.model, x, self.cfg.trainer.eval_batch_size)
+            counts = confusion(y, pred)
+            totals = [sum(row) for row in counts]
+            class_acc = [round(counts[c][c] / n, 4) if n else None for c, n in enumerate(totals)]
+            known = [c for c, acc in enumerate(class_acc) if acc is not None]
+            worst = min(known, key=lambda c: class_acc[c] or 0.0) if known else None
+            self.record.update(class_acc=class_acc, worst_class=worst)
+            title = f"{self.run_dir.name}: {' '.join(self.job.overrides) or 'defaults'}"
+            pictures.draw_confusion(counts, self.run_dir / pictures.CONFUSION_FILE, title)
+            digits = pick(x, y, pred, MISCLASSIFIED_SHOWN)
+            pictures.draw_misclassified(digits, self.run_dir / pictures.MISCLASSIFIED_FILE, title)
+        except Exception as err:
+            self.log.warning("no confusion.png / misclassified.png: %s", one_line(err))
 
     def failed(self, err: Exception) -> dict[str, Any]:
         """Recorded, not raised: the sweep goes on. The console gets one line; the whole story

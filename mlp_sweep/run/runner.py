@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from mlp_sweep.config import Config, validate
-from mlp_sweep.run import lock
+
+# pictures: matplotlib (1.1 s to import here) for the run's pictures at its end, imported with
+# the rest so that the worker pool's fork server, which preloads this module, pays it once.
+from mlp_sweep.run import (
+    lock,
+    pictures,  # noqa: F401
+)
 from mlp_sweep.run.interrupt import signals_raise
 from mlp_sweep.run.lifecycle import JobInfo, Lifecycle
 from mlp_sweep.run.prior import prior_record
@@ -121,6 +127,8 @@ def _train(life: Lifecycle) -> dict[str, Any]:
                 state.history,
                 on_epoch,
                 deadline,
+                life.step_hook(),
+                cfg.logger.every_n_steps,
             )
     except Pruned:
         return life.pruned()
