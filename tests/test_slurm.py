@@ -78,9 +78,10 @@ def test_activation_sweep_runs_as_a_slurm_array(slurm_env, tmp_path: Path) -> No
     # The logger ran inside each SLURM job: its events say what history.csv says.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    acts = ["relu", "leaky", "selu", "softplus"]
     for n, record in enumerate(records):
         assert record["loggers"] == ["tensorboard"] and record["loggers_failed"] == {}
-        events = EventAccumulator(str(sweep / str(n)))
+        events = EventAccumulator(str(sweep / "tb" / f"{n} model.act={acts[n]}"))
         events.Reload()
         history = pd.read_csv(sweep / str(n) / "history.csv")
         logged = [e.value for e in events.Scalars("test_acc")]

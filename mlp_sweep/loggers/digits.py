@@ -18,8 +18,12 @@ WRONG = (200, 30, 30)
 RIGHT = (40, 120, 40)
 
 
+def label_font(size: int = 10) -> Any:
+    return _font(size)[0]
+
+
 @functools.cache
-def _font() -> tuple[Any, str]:
+def _font(size: int = 10) -> tuple[Any, str]:
     """DejaVu Sans from matplotlib's data (it has the arrow) without importing matplotlib;
     Pillow's own font and "->" where matplotlib is absent."""
     import importlib.util
@@ -31,8 +35,8 @@ def _font() -> tuple[Any, str]:
     for folder in (spec.submodule_search_locations or []) if spec else []:
         path = Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
         if path.is_file():
-            return ImageFont.truetype(str(path), 10), "→"
-    return ImageFont.load_default(size=10), "->"
+            return ImageFont.truetype(str(path), size), "→"
+    return ImageFont.load_default(size=size), "->"
 
 
 def grid(digits: Digits, columns: int = 8) -> np.ndarray:
