@@ -4,7 +4,9 @@ In one process, on full MNIST (the tutorial's MLP, SGD, batch 200, 10 epochs): t
 through mlp_sweep.run.runner.run (record, checkpoints, pictures: a run as a sweep runs it)
 with logger=none and with each watched setting, alternated, repeated; medians of the training
 time (the record's train_seconds), of the whole run (wall time of run(): loading, epochs,
-records, checkpoints, the loggers' end), and their ratios to logger=none. The visdom server
+records, checkpoints, the loggers' end) and of the CPU time the process spent on it (training
+and the loggers' threads; less sensitive to other work on the machine), and their ratios to
+logger=none. The visdom server
 is started here on 127.0.0.1 (`python -m mlp_sweep.visdom_server`) and stopped by its pid;
 the TensorBoard events go to a temporary folder.
 """
@@ -91,34 +93,41 @@ def main(argv: list[str]) -> int:
         try:
             seconds: dict[str, list[float]] = {s: [] for s in settings}
             walls: dict[str, list[float]] = {s: [] for s in settings}
+            cpus: dict[str, list[float]] = {s: [] for s in settings}
             for i in range(args.repeats):  # alternated, so drift in the machine hits all
                 for setting in settings:
                     cfg = _config(setting, args.every, args.epochs, port)
                     cfg.trainer.threads = args.threads
-                    tic = time.perf_counter()
+                    tic, cpu = time.perf_counter(), time.process_time()
                     record = run(cfg, folder / f"{setting}-{i}")
                     walls[setting].append(time.perf_counter() - tic)
+                    cpus[setting].append(time.process_time() - cpu)
                     if record["status"] != "ok" or record["loggers_failed"]:
                         raise SystemExit(
                             f"{setting}: {record['status']} {record['loggers_failed']}"
                         )
                     seconds[setting].append(float(record["train_seconds"]))
                     print(
-                        f"  {setting:<12} repeat {i + 1}: {record['train_seconds']:.2f} s",
+                        f"  {setting:<12} repeat {i + 1}: "
+                        f"training {record['train_seconds']:.2f} s, "
+                        f"run {walls[setting][-1]:.2f} s, CPU {cpus[setting][-1]:.2f} s",
                         flush=True,
                     )
         finally:
             if server is not None:
                 _stop(server)
     base, base_wall = statistics.median(seconds["none"]), statistics.median(walls["none"])
+    base_cpu = statistics.median(cpus["none"])
     print(
         f"{args.epochs} epochs of full MNIST, logger.every_n_steps={args.every}, "
         f"trainer.threads={args.threads}, medians of {args.repeats}:"
     )
     for setting in settings:
         train, wall = statistics.median(seconds[setting]), statistics.median(walls[setting])
+        cpu = statistics.median(cpus[setting])
         print(
             f"  logger={setting:<12} training {train:6.2f} s ({train / base:.3f}x logger=none), "
-            f"run {wall:6.2f} s ({wall / base_wall:.3f}x)"
+            f"run {wall:6.2f} s ({wall / base_wall:.3f}x), "
+            f"CPU of the process {cpu:6.2f} s ({cpu / base_cpu:.3f}x)"
         )
     return 0

@@ -9,7 +9,8 @@ Runs of a sweep write to the same line windows from wherever they train; the ser
 the writes, and writing to a window that does not exist yet creates it.
 
 The step line's new points go out together at most every half second (mlp_sweep.loggers
-batches them), appended to the run's trace; each epoch's end sends the whole line again.
+batches them), appended to the run's trace; the first epoch's end sends the whole line once
+more. A window's existence is asked of the server only until the logger has drawn in it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class VisdomLogger:
         self.sent: list[EpochStats] = []
         self.step_points: list[tuple[int, float]] = []
         self.steps_sent = 0  # how many of step_points the server has
+        self.repaired = False  # the step line sent whole once since its first points
+        self.seen: set[str] = set()  # windows known to exist: no need to ask the server
 
     def start(
         self, run: RunInfo, history: list[EpochStats], steps: list[tuple[int, float]]
@@ -86,11 +89,18 @@ class VisdomLogger:
                 self._send(win, title, ylabel, history, replace=True)
             self._send_steps(whole=True)
 
+    def _exists(self, win: str) -> bool:
+        """Whether the window exists: asked of the server until this logger has drawn in it."""
+        assert self.vis is not None
+        if win not in self.seen and self.vis.win_exists(win, env=self.env):
+            self.seen.add(win)
+        return win in self.seen
+
     def _send(
         self, win: str, title: str, ylabel: str, epochs: list[EpochStats], replace: bool = False
     ) -> None:
         assert self.vis is not None
-        update = "replace" if replace and self.vis.win_exists(win, env=self.env) else "append"
+        update = "replace" if replace and self._exists(win) else "append"
         self.vis.line(
             X=[e.epoch for e in epochs],
             Y=[getattr(e, win) for e in epochs],
@@ -100,17 +110,19 @@ class VisdomLogger:
             update=update,
             opts={"title": title, "xlabel": "epoch", "ylabel": ylabel, "showlegend": True},
         )
+        self.seen.add(win)
 
     def _send_steps(self, whole: bool = False) -> None:
         """The step line: the points the server lacks, appended to this run's trace; or the
-        whole line, replacing the trace (the first send, and at each epoch's end: see epoch())."""
+        whole line, replacing the trace (the first send, and once at the first epoch's end: see
+        epoch())."""
         assert self.vis is not None
         points = self.step_points
         new = points if whole or not self.steps_sent else points[self.steps_sent :]
         if not new:
             return
         update = "append"
-        if (whole or not self.steps_sent) and self.vis.win_exists(STEP_WINDOW, env=self.env):
+        if (whole or not self.steps_sent) and self._exists(STEP_WINDOW):
             update = "replace"
         self.vis.line(
             X=[step for step, _ in new],
@@ -126,6 +138,7 @@ class VisdomLogger:
                 "showlegend": True,
             },
         )
+        self.seen.add(STEP_WINDOW)
         self.steps_sent = len(points)
 
     def steps(self, points: list[tuple[int, float]]) -> None:
@@ -156,7 +169,11 @@ class VisdomLogger:
         self.sent.append(stats)
         for win, title, ylabel in WINDOWS:
             self._send(win, title, ylabel, self.sent, replace=True)
-        self._send_steps(whole=True)  # the whole line again: a trace another run's creation lost
+        if not self.repaired:  # once, the whole line: points another run's creation lost
+            self._send_steps(whole=True)
+            self.repaired = True
+        else:
+            self._send_steps()
 
     def finish(self, record: dict[str, Any]) -> None:
         pass
