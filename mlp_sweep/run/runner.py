@@ -25,13 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mlp_sweep.config import Config, validate
-
-# pictures: matplotlib (1.1 s to import here) for the run's pictures at its end, imported with
-# the rest so that the worker pool's fork server, which preloads this module, pays it once.
-from mlp_sweep.run import (
-    lock,
-    pictures,  # noqa: F401
-)
+from mlp_sweep.run import lock
 from mlp_sweep.run.interrupt import signals_raise
 from mlp_sweep.run.lifecycle import JobInfo, Lifecycle
 from mlp_sweep.run.prior import prior_record
