@@ -1,6 +1,18 @@
-"""mlp_sweep: Hydra-configured sweeps of small PyTorch MLPs, gathered into one pandas table."""
+"""mlp_sweep: Hydra-configured sweeps of small PyTorch MLPs, gathered into one pandas table.
+
+From Python (pandas is imported on first use, not with the package):
+
+    import mlp_sweep
+    runs = mlp_sweep.load("outputs/sweeps")            # every run of every sweep: one frame
+    curves = mlp_sweep.history(runs)                   # their epochs, one row each
+    mlp_sweep.compare(runs, by="model.act", metric="test_acc", paired_on=["model.init", "seed"])
+    mlp_sweep.table(runs, rows="model.act", cols="model.init")
+"""
+
+from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 # MKL's strict reproducibility mode makes a GEMM's result independent of the thread count, so
 # a run gives the same numbers alone on every core, beside other jobs on one core, or resumed
@@ -9,3 +21,28 @@ import os
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 __version__ = "0.1.0"
+
+__all__ = ["compare", "history", "load", "table"]
+
+if TYPE_CHECKING:
+    from mlp_sweep.report.compare import compare, table
+    from mlp_sweep.results.collect import history, load
+
+_PUBLIC = {
+    "load": "mlp_sweep.results.collect",
+    "history": "mlp_sweep.results.collect",
+    "compare": "mlp_sweep.report.compare",
+    "table": "mlp_sweep.report.compare",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The public functions, imported when first used: `import mlp_sweep` stays light for the
+    command line and the workers, which need none of them."""
+    if name in _PUBLIC:
+        import importlib
+
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mlp_sweep' has no attribute {name!r}")

@@ -1,5 +1,5 @@
-"""`python -m mlp_sweep.bench [sweep-overhead | fused | loggers] ...`: one command, four
-measurements."""
+"""`python -m mlp_sweep.bench [sweep-overhead | fused | loggers | load] ...`: one command,
+five measurements."""
 
 import sys
 
@@ -10,6 +10,10 @@ def main(argv: list[str] | None = None) -> int:
         from mlp_sweep.bench import overhead
 
         return overhead.main(argv[1:])
+    if argv[:1] == ["load"]:  # mlp_sweep.load over many sweeps
+        from mlp_sweep.bench import collect
+
+        return collect.main(argv[1:])
     if argv[:1] == ["loggers"]:  # a watched run's training against an unwatched one
         from mlp_sweep.bench import loggers
 

@@ -39,12 +39,22 @@ def draw(sweep_dir: Path, frame: pd.DataFrame) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mlp_sweep.summary",
-        description="Rebuild summary.csv, summary_by_config.csv and the plots of sweep folders.",
+        description="Rebuild summary.csv, summary_by_config.csv and the plots of sweep folders. "
+        "A folder of sweeps (outputs/sweeps) gets one table over all its runs, grouped by "
+        "configuration over seeds: summary_all.csv and summary_all_by_config.csv in it.",
     )
     parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="DIR")
+    parser.add_argument(
+        "--newest", action="store_true", help="a folder of sweeps: keep only the newest rerun"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     for sweep_dir in args.sweep_dirs:
+        if sweep_dir.is_dir() and not is_sweep(sweep_dir):
+            code = summarize_many(sweep_dir, args.newest)
+            if code:
+                return code
+            continue
         try:
             frame = write_summary(sweep_dir)
         except SummaryError as err:
@@ -55,6 +65,44 @@ def main(argv: list[str] | None = None) -> int:
         drawn = draw(sweep_dir, frame)
         if drawn:
             print(f"plots: {', '.join(str(p) for p in drawn)}")
+    return 0
+
+
+def is_sweep(folder: Path) -> bool:
+    """A sweep's folder (its multirun.yaml), a run's, or one whose job folders are its own;
+    not a folder that holds sweeps."""
+    if (folder / "multirun.yaml").is_file() or (folder / "metrics.json").is_file():
+        return True
+    return not any((child / "multirun.yaml").is_file() for child in folder.iterdir())
+
+
+def summarize_many(folder: Path, newest: bool) -> int:
+    """Every run under a folder of sweeps: one table by configuration over seeds, and
+    summary_all.csv (a row per run) and summary_all_by_config.csv in the folder."""
+    import pandas as pd
+
+    from mlp_sweep.results.collect import ALL_BY_CONFIG_FILE, ALL_FILE, by_config, load
+    from mlp_sweep.run.record import write_bytes_atomic
+
+    frame = load(folder, reruns="newest" if newest else "all")
+    if frame.empty:
+        print(f"mlp_sweep.summary: error: {folder}: no runs found under it", file=sys.stderr)
+        return 2
+    grouped = by_config(frame)
+    for name, table in ((ALL_FILE, frame), (ALL_BY_CONFIG_FILE, grouped)):
+        write_bytes_atomic(folder / name, table.to_csv(index=False).encode())
+    shown = grouped.copy()
+    for column in shown.columns:
+        if pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].round(4)
+    print(shown.to_string(index=False))
+    sweeps = frame["sweep"].nunique()
+    reruns = int(frame["rerun"].sum())
+    print(
+        f"wrote {folder / ALL_FILE} ({len(frame)} runs in {sweeps} sweeps"
+        + (f", {reruns} of them reruns" if reruns else "")
+        + f") and {folder / ALL_BY_CONFIG_FILE} ({len(grouped)} configurations)"
+    )
     return 0
 
 
