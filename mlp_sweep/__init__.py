@@ -7,6 +7,7 @@ From Python (pandas is imported on first use, not with the package):
     curves = mlp_sweep.history(runs)                   # their epochs, one row each
     mlp_sweep.compare(runs, by="model.act", metric="test_acc", paired_on=["model.init", "seed"])
     mlp_sweep.table(runs, rows="model.act", cols="model.init")
+    runs = mlp_sweep.sweep(["model.act=relu,selu", "trainer.epochs=3"])   # run one, get its frame
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 __version__ = "0.1.0"
 
-__all__ = ["compare", "history", "load", "table"]
+__all__ = ["SweepError", "compare", "history", "load", "sweep", "table"]
 
 if TYPE_CHECKING:
+    from mlp_sweep.cli.api import SweepError, sweep
     from mlp_sweep.report.compare import compare, table
     from mlp_sweep.results.collect import history, load
 
 _PUBLIC = {
     "load": "mlp_sweep.results.collect",
     "history": "mlp_sweep.results.collect",
+    "sweep": "mlp_sweep.cli.api",
+    "SweepError": "mlp_sweep.cli.api",
     "compare": "mlp_sweep.report.compare",
     "table": "mlp_sweep.report.compare",
 }
