@@ -13,7 +13,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from mlp_sweep.labels import MULTIRUN_FILE
-from mlp_sweep.report.stats import Estimate, paired
+from mlp_sweep.report.compare import compare
+from mlp_sweep.report.stats import Estimate
 from mlp_sweep.results.summary import job_dirs
 from mlp_sweep.run.record import read_metrics
 from mlp_sweep.status import Status
@@ -103,30 +104,40 @@ def grid_section(grid: pd.DataFrame) -> tuple[list[str], dict[str, Any]]:
 
 
 def paired_section(grid: pd.DataFrame) -> tuple[list[str], list[dict[str, Any]]]:
+    """The paired comparisons, by mlp_sweep.compare (what notebooks call): a - b per pair,
+    its 95% interval, and whether it exceeds the noise once Holm has counted every pair of
+    the table."""
     lines = []
     found = []
     for factor, match, what in (
         ("act", ["init", "seed"], "activations, matched on init and seed"),
         ("init", ["act", "seed"], "inits, matched on activation and seed"),
     ):
-        rows = paired(grid, factor, match)
-        n = rows[0]["diff"].n if rows else 0
+        rows = compare(grid, by=factor, metric="test_acc", paired_on=match)
+        n = int(rows["n"].iloc[0]) if len(rows) else 0
         lines += [
             f"**{what.capitalize()}** ({n} pairs each): a − b in points of test accuracy, "
-            "mean and 95% interval; *exceeds noise* when the interval excludes 0.",
+            "mean and 95% interval; p from the paired t-test, then Holm-adjusted over the "
+            f"{len(rows)} pairs of this table (with that many comparisons some would pass "
+            "at 95% by chance; Holm keeps that chance at 5% for the whole table); *exceeds "
+            "noise* when the adjusted p is below 0.05.",
             "",
-            "| a | b | a − b (points) | a better in | exceeds noise |",
-            "|---|---|---:|---:|:---:|",
+            "| a | b | a − b (points) | a better in | p | p, Holm | exceeds noise |",
+            "|---|---|---:|---:|---:|---:|:---:|",
         ]
-        for r in rows:
-            d: Estimate = r["diff"]
+        for r in rows.to_dict("records"):
+            diff = f"{100 * r['diff']:+.2f} [{100 * r['lo']:+.2f}, {100 * r['hi']:+.2f}]"
             lines.append(
-                f"| {r['a']} | {r['b']} | {_diff(d)} | {r['a_wins']}/{d.n} | "
-                f"{'yes' if d.excludes_zero else 'no'} |"
+                f"| {r['a']} | {r['b']} | {diff} | {r['a_better']}/{r['n']} | "
+                f"{_p(r['p'])} | {_p(r['p_holm'])} | {'yes' if r['exceeds_noise'] else 'no'} |"
             )
             found.append({"factor": factor, **r})
         lines.append("")
     return lines, found
+
+
+def _p(p: float) -> str:
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def logits_section(repro: pd.DataFrame, counts: dict[str, dict[str, float]]) -> list[str]:

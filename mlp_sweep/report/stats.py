@@ -1,20 +1,15 @@
-"""The statistics of the results page: means with Student-t intervals, and paired differences.
+"""The statistics of the results page and of mlp_sweep.compare: means with Student-t intervals.
 
 Five seeds are few: a normal interval (+-1.96 sd/sqrt(n)) would be ~30% too narrow at n=5, so
-intervals use Student's t. Paired comparisons (same seed, and same everything else but the
-factor compared) remove what the seed does to both runs alike; a difference "exceeds the seed
-noise" when its 95% interval excludes zero.
+intervals use Student's t. The paired comparisons, with their p-values and Holm's adjustment,
+are mlp_sweep.report.compare's.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
 
 # Two-sided 95% quantiles of Student's t, t(0.975, df), df = 1..30 (standard tables; beyond
 # 30 the normal 1.96 is within 2%).
@@ -54,18 +49,3 @@ class Estimate:
     @property
     def excludes_zero(self) -> bool:
         return self.lo > 0 or self.hi < 0
-
-
-def paired(
-    frame: pd.DataFrame, factor: str, match: list[str], metric: str = "test_acc"
-) -> list[dict[str, Any]]:
-    """Every pair of `factor`'s levels: the mean difference of `metric` over runs matched on
-    `match` (seed, and the other factors), its 95% interval, and whether it excludes zero."""
-    levels = list(dict.fromkeys(frame[factor]))
-    wide = frame.pivot_table(index=match, columns=factor, values=metric, aggfunc="first")
-    rows = []
-    for a, b in itertools.combinations(levels, 2):
-        both = wide[[a, b]].dropna()
-        diff = Estimate.of([float(x) for x in both[a] - both[b]])
-        rows.append({"a": a, "b": b, "diff": diff, "a_wins": int((both[a] > both[b]).sum())})
-    return rows
