@@ -1,5 +1,5 @@
 """mlp_sweep.sweep from a notebook, as a user runs one: a real Jupyter kernel (nbclient) runs a
-small notebook that launches a sweep, reads its frame, makes a mistake, and resumes; and a
+small notebook that launches a sweep, reads its frame and makes a mistake; and a
 sweep interrupted the way a notebook's interrupt button does it."""
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ CELLS = [
     'print(runs[["job", "model.act", "status"]].to_json(orient="records"))',
     'try:\n    mlp_sweep.sweep(["model.act=nope"], sweep_dir="nb-bad")\n'
     "except mlp_sweep.SweepError as err:\n    print('mistake:', err)",
-    'again = mlp_sweep.sweep([], sweep_dir="nb-sweep", resume=True, echo=False)\n'
-    "print('resumed', len(again), (again['test_acc'] == runs['test_acc']).all())",
-]
+]  # resume=True: test_an_interrupted_sweep_stops_cleanly_and_resumes
 
 
 def _outputs(cell: dict) -> str:
@@ -53,7 +51,6 @@ def test_a_notebook_runs_a_sweep_and_gets_its_frame(tmp_path: Path) -> None:
         "[relu, leaky, selu, softplus, tanh, sigmoid, elu, gelu, silu]"
     )
     assert not (tmp_path / "nb-bad").exists()  # nothing ran
-    assert _outputs(cells[4]).strip() == "resumed 2 True"
 
 
 def test_an_interrupted_sweep_stops_cleanly_and_resumes(tmp_path: Path) -> None:
@@ -65,7 +62,7 @@ def test_an_interrupted_sweep_stops_cleanly_and_resumes(tmp_path: Path) -> None:
         "import mlp_sweep\n"
         "try:\n"
         '    mlp_sweep.sweep(["model.act=relu,selu", "trainer.epochs=30", '
-        '"data.limit_train=6000"], sweep_dir="s")\n'
+        '"data.limit_train=3000", "data.limit_test=1000"], sweep_dir="s")\n'
         "except KeyboardInterrupt:\n"
         "    print('caller: KeyboardInterrupt')\n"
     )

@@ -30,19 +30,22 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two real sweeps that swept different keys, sharing one run (relu, default, seed 0),
     and a single run, under one folder."""
     root = tmp_path_factory.mktemp("results")
-    for args in (
-        ["-m", "model.act=relu,selu", "seed=0,1", "hydra.sweep.dir=sweeps/acts"],
-        ["-m", "model.init=default,xavier_normal", "hydra.sweep.dir=sweeps/inits"],
-        ["hydra.run.dir=sweeps/single", "model.act=softplus"],
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "mlp_sweep", *args, *SMALL]
+        return subprocess.Popen(command, cwd=root, stderr=subprocess.PIPE, text=True)
+
+    # The second sweep after the first (its rerun is the newer), beside the single run.
+    for batch in (
+        [["-m", "model.act=relu,selu", "seed=0,1", "hydra.sweep.dir=sweeps/acts"]],
+        [
+            ["-m", "model.init=default,xavier_normal", "hydra.sweep.dir=sweeps/inits"],
+            ["hydra.run.dir=sweeps/single", "model.act=softplus"],
+        ],
     ):
-        done = subprocess.run(
-            [sys.executable, "-m", "mlp_sweep", *args, *SMALL],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        for command in [start(*args) for args in batch]:
+            _, err = command.communicate(timeout=240)
+            assert command.returncode == 0, err[-3000:]
     return root / "sweeps"
 
 
