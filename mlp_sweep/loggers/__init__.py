@@ -158,8 +158,9 @@ class LoggerSet:
     """Fans a run's events out to its loggers; see the module's docstring for the promises."""
 
     def __init__(self, loggers: list[tuple[RunLogger, float]]) -> None:
-        self._steps: list[tuple[int, Tensor]] = []
+        self._steps: list[tuple[int, Tensor]] = []  # not yet sent: tensors on the device
         self._steps_sent = 0.0
+        self._sent: list[StepLoss] = []  # sent since the last flush_steps(), as floats
         self.failed: dict[str, str] = {}
         self._lock = threading.Lock()
         self._workers = [(_Worker(lg, self._fail), timeout) for lg, timeout in loggers]
@@ -198,7 +199,15 @@ class LoggerSet:
         values = torch.stack([loss for _, loss in self._steps]).tolist()
         points = [(step, float(v)) for (step, _), v in zip(self._steps, values, strict=True)]
         self._steps.clear()
+        self._sent += points
         self._each("steps", points)
+
+    def flush_steps(self) -> list[StepLoss]:
+        """Send the steps still kept; returns every point sent since the last call, read
+        from the device once for the loggers and the caller (the run's steps.csv) alike."""
+        self._send_steps()
+        points, self._sent = self._sent, []
+        return points
 
     def epoch(self, stats: EpochStats) -> None:
         self._send_steps()  # the epoch's last steps first

@@ -184,10 +184,9 @@ class Lifecycle:
         self.kept = History()  # the epochs the checkpoint holds: what an interruption reports
         self.data: Data | None = None
         self.state: RunState | None = None
-        # The train loss every logger.every_n_steps steps: kept (epochs done, as floats) and
-        # pending (this epoch's, still tensors on the device). Only while a logger watches.
-        self.steps: list[tuple[int, int, float]] = []  # (step, epoch, loss)
-        self._pending: list[tuple[int, torch.Tensor]] = []
+        # The train loss every logger.every_n_steps steps of the epochs done (steps.csv),
+        # only while a logger watches: (step, epoch, loss).
+        self.steps: list[tuple[int, int, float]] = []
 
     @property
     def params(self) -> dict[str, Any]:
@@ -250,13 +249,7 @@ class Lifecycle:
         do per step) when no logger watches."""
         if self.loggers is None or not self.loggers.names:
             return None
-        loggers, pending = self.loggers, self._pending
-
-        def hook(step: int, loss: torch.Tensor) -> None:
-            pending.append((step, loss))
-            loggers.step(step, loss)
-
-        return hook
+        return self.loggers.step  # epoch_done takes the epoch's points back for steps.csv
 
     def epoch_done(self, state: RunState) -> None:
         """An epoch is done: its line, the checkpoint, then the record that matches it."""
@@ -272,10 +265,9 @@ class Lifecycle:
             e.test_acc,
             e.seconds,
         )
-        if self._pending:  # before the checkpoint: steps.csv never lags the epochs it holds
-            values = torch.stack([loss for _, loss in self._pending]).tolist()  # one sync
-            self.steps += [(s, e.epoch, v) for (s, _), v in zip(self._pending, values, strict=True)]
-            self._pending.clear()
+        points = self.loggers.flush_steps()
+        if points:  # before the checkpoint: steps.csv never lags the epochs it holds
+            self.steps += [(s, e.epoch, v) for s, v in points]
             write_csv_atomic(
                 self.run_dir / STEPS_FILE,
                 ({"step": s, "epoch": n, "train_loss": v} for s, n, v in self.steps),
