@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlp_sweep.errors import MlpSweepError
+from mlp_sweep.labels import MULTIRUN_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,7 +63,7 @@ def sweep(
         argv = ["-m", *overrides, f"hydra.sweep.dir={folder}"]
     said = _run([sys.executable, "-m", "mlp_sweep", *argv], echo)
     code, lines = said
-    if code == USAGE or not (folder / "multirun.yaml").is_file():
+    if code == USAGE or not (folder / MULTIRUN_FILE).is_file():
         errors = [line for line in lines if line.startswith("mlp_sweep:")] or lines[-1:]
         raise SweepError((errors[-1] if errors else f"exit code {code}").strip())
     return load(folder)

@@ -28,30 +28,22 @@ from typing import Any, Literal
 import pandas as pd
 
 from mlp_sweep.config import is_run_setting
-from mlp_sweep.run.record import HISTORY_FILE, METRICS_FILE, job_order
+from mlp_sweep.labels import MULTIRUN_FILE
+from mlp_sweep.results.summary import METRIC_COLUMNS, grouped
+from mlp_sweep.run.record import HISTORY_FILE, METRICS_FILE, job_order, read_metrics
 from mlp_sweep.status import Status
 
 log = logging.getLogger(__name__)
 
-MULTIRUN_FILE = "multirun.yaml"
 ALL_FILE = "summary_all.csv"  # python -m mlp_sweep.summary on a folder of sweeps
 ALL_BY_CONFIG_FILE = "summary_all_by_config.csv"
-# The record's fields a row carries, beside the flat config (params) and where it lives.
+# The record's fields a row carries, beside the flat config (params) and where it lives: the
+# summary's metrics (its run_dir and seed come from elsewhere here), and a few more.
 FIELDS = (
-    "status",
-    "test_acc",
-    "test_loss",
-    "train_loss",
-    "best_test_acc",
-    "best_epoch",
-    "worst_class",
-    "epochs_done",
-    "train_seconds",
+    *(c for c in METRIC_COLUMNS if c not in ("run_dir", "seed")),
     "n_params",
-    "device",
     "started_at",
     "finished_at",
-    "error",
 )
 FRONT = ["sweep", "job", "run_dir", "history"]  # the columns that say where a row comes from
 SKIPPED = {".hydra", ".submitit", "tb", "__pycache__"}  # never hold runs
@@ -92,9 +84,7 @@ def _row(run_dir: Path) -> dict[str, Any]:
         "history": str(run_dir / HISTORY_FILE),
     }
     try:
-        record = json.loads((run_dir / METRICS_FILE).read_bytes())
-        if not isinstance(record, dict) or "status" not in record:
-            raise ValueError("not an mlp_sweep record")
+        record = read_metrics(run_dir)
     except (OSError, ValueError) as err:
         log.warning("%s: unreadable (%s); listed as unreadable", run_dir / METRICS_FILE, err)
         return {**row, "status": Status.UNREADABLE.value, "error": f"unreadable {METRICS_FILE}"}
@@ -125,19 +115,20 @@ def load(*paths: str | os.PathLike[str], reruns: Literal["all", "newest"] = "all
             key = str(run.resolve())
             if key not in unique:
                 unique[key] = _row(run)
-    rows = list(unique.values())
-    frame = pd.DataFrame(rows, columns=list(dict.fromkeys([*FRONT, *FIELDS, "git"])))
-    if rows:
-        frame = pd.DataFrame(rows)
+    if unique:
+        frame = pd.DataFrame(list(unique.values()))
         frame = frame[[*FRONT, *[c for c in frame.columns if c not in FRONT]]]
+    else:
+        frame = pd.DataFrame(columns=[*FRONT, *FIELDS, "git"])
     frame["job"] = frame["job"].astype("Int64")
     config = config_columns(frame)
     frame["rerun"] = frame.duplicated(config, keep=False) if config else False
     if config and frame["rerun"].any():
         _warn_disagreeing(frame, config)
     if reruns == "newest" and config:
-        when = frame["finished_at"].fillna(frame["started_at"]) if "started_at" in frame else None
-        order = frame.assign(_when=when).sort_values("_when", kind="stable", na_position="first")
+        order = frame.assign(_when=frame["finished_at"].fillna(frame["started_at"])).sort_values(
+            "_when", kind="stable", na_position="first"
+        )
         frame = frame.loc[sorted(order.drop_duplicates(config, keep="last").index)]
     return frame.reset_index(drop=True)
 
@@ -198,15 +189,6 @@ def varying(frame: pd.DataFrame) -> list[str]:
 
 
 def by_config(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration (the varying config columns; seeds pooled): n_runs, n_ok,
-    and mean and std of the metrics over its ok runs."""
-    keys = varying(frame) or ["configuration"]
-    data = frame.assign(ok=frame["status"].eq(Status.OK), configuration="all")
-    metrics = ["test_acc", "best_test_acc", "test_loss", "train_seconds"]
-    data[metrics] = data[metrics].apply(pd.to_numeric, errors="coerce")
-    counts = data.groupby(keys, dropna=False, sort=False).agg(
-        n_runs=("status", "size"), n_ok=("ok", "sum"), sweeps=("sweep", "nunique")
-    )
-    stats = data[data["ok"]].groupby(keys, dropna=False, sort=False)[metrics].agg(["mean", "std"])
-    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
-    return counts.join(stats).reset_index()
+    """One row per configuration (the varying config columns; seeds pooled): n_runs, n_ok, the
+    sweeps it ran in, and the metrics' mean and std over its ok runs (as summary_by_config.csv)."""
+    return grouped(frame, varying(frame) or ["configuration"], sweeps=("sweep", "nunique"))

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlp_sweep.labels import MULTIRUN_FILE
 from mlp_sweep.results.summary import SUMMARY_FILE, SummaryError, format_table, write_summary
+from mlp_sweep.run.record import METRICS_FILE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 def is_sweep(folder: Path) -> bool:
     """A sweep's folder (its multirun.yaml), a run's, or one whose job folders are its own;
     not a folder that holds sweeps."""
-    if (folder / "multirun.yaml").is_file() or (folder / "metrics.json").is_file():
+    if (folder / MULTIRUN_FILE).is_file() or (folder / METRICS_FILE).is_file():
         return True
-    return not any((child / "multirun.yaml").is_file() for child in folder.iterdir())
+    return not any((child / MULTIRUN_FILE).is_file() for child in folder.iterdir())
 
 
 def summarize_many(folder: Path, newest: bool) -> int:

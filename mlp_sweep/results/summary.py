@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from mlp_sweep.errors import MlpSweepError
-from mlp_sweep.labels import key_of
+from mlp_sweep.labels import MULTIRUN_FILE, key_of
 from mlp_sweep.run import lock
 from mlp_sweep.run.record import (
     METRICS_FILE,
@@ -180,7 +180,7 @@ def search_settings(sweep_dir: Path) -> SearchSettings:
     if not any((sweep_dir / name).exists() for name in STUDY_FILES):
         return SearchSettings()
     try:
-        config = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())
+        config = yaml.safe_load((sweep_dir / MULTIRUN_FILE).read_text())
         sweeper = config["hydra"]["sweeper"]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return SearchSettings(is_search=True)
@@ -228,17 +228,22 @@ def by_config(frame: pd.DataFrame) -> pd.DataFrame | None:
     if frame["seed"].nunique(dropna=True) < 2:
         return None
     keys = override_keys(frame) + (["device"] if frame["device"].nunique() > 1 else [])
-    keys = keys or ["configuration"]
+    return grouped(frame, keys or ["configuration"])
+
+
+def grouped(frame: pd.DataFrame, keys: list[str], **counts: tuple[str, str]) -> pd.DataFrame:
+    """One row per value of `keys` ("configuration": all runs in one): n_runs, n_ok, any more
+    `counts` (name=(column, aggregation)), and the mean and std of AGGREGATED over the ok runs."""
     frame = frame.assign(ok=frame["status"].eq(Status.OK), configuration="all")
     frame[AGGREGATED] = frame[AGGREGATED].apply(pd.to_numeric, errors="coerce")
-    counts = frame.groupby(keys, dropna=False, sort=False).agg(
-        n_runs=("status", "size"), n_ok=("ok", "sum")
+    sizes = frame.groupby(keys, dropna=False, sort=False).agg(
+        n_runs=("status", "size"), n_ok=("ok", "sum"), **counts
     )
     stats = (
         frame[frame["ok"]].groupby(keys, dropna=False, sort=False)[AGGREGATED].agg(["mean", "std"])
     )
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
-    return counts.join(stats).reset_index()
+    return sizes.join(stats).reset_index()
 
 
 def _csv_bytes(frame: pd.DataFrame) -> bytes:
