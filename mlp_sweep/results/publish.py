@@ -101,7 +101,8 @@ def summarize_many(folder: Path, newest: bool) -> int:
     sweeps = frame["sweep"].nunique()
     reruns = int(frame["rerun"].sum())
     print(
-        f"wrote {folder / ALL_FILE} ({len(frame)} runs in {sweeps} sweeps"
+        f"wrote {folder / ALL_FILE} ({len(frame)} runs in {sweeps} "
+        + ("sweep" if sweeps == 1 else "sweeps")
         + (f", {reruns} of them reruns" if reruns else "")
         + f") and {folder / ALL_BY_CONFIG_FILE} ({len(grouped)} configurations)"
     )
