@@ -164,11 +164,13 @@ def test_only_a_search_with_a_pruner_links_its_jobs_to_the_study() -> None:
 
 
 def test_a_worker_never_waits_for_a_batch(run_main, tmp_path: Path) -> None:
-    """On the default launcher a search has no batch barrier: while trial 2 trains its ten
+    """On the default launcher a search has no batch barrier: while trial 2 trains its fifteen
     epochs, the other worker starts trials 3, 4 and 5 in turn, each pruned after one (in batches
-    of two, trial 4 would wait for trial 2's end). Records' times carry milliseconds."""
+    of two, trial 4 would wait for trial 2's end). Records' times carry milliseconds. Fifteen,
+    not ten: each run's end now draws its pictures, and ten left three pruned trials too little
+    room on a busy machine."""
     sweep = tmp_path / "search"
-    longer = ["data.n_train=10000", "trainer.batch_size=50", "trainer.epochs=10"]
+    longer = ["data.n_train=10000", "trainer.batch_size=50", "trainer.epochs=15"]
     done = run_main("-m", *SEARCH, *longer, f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     records = _records(sweep)
