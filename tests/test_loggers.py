@@ -16,6 +16,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -343,13 +344,19 @@ def test_no_visdom_server_at_all(tmp_path: Path, run_main: Callable[..., Any]) -
 
 
 class Recorder:
-    def __init__(self, name: str, fail_on: str | None = None) -> None:
+    def __init__(self, name: str, fail_on: str | None = None, importing: float = 0.0) -> None:
         self.name, self.fail_on, self.calls = name, fail_on, []  # type: ignore[var-annotated]
+        self.importing = importing  # seconds prepare() takes
 
     def _call(self, what: str) -> None:
         self.calls.append(what)
         if what == self.fail_on:
             raise OSError(28, "No space left on device")
+
+    def prepare(self) -> None:
+        if self.fail_on == "prepare":  # as a logger whose library is not installed
+            raise ImportError(f"No module named '{self.name}'", name=self.name)
+        time.sleep(self.importing)
 
     def start(self, run: RunInfo, history: list[EpochStats], steps: list[Any]) -> None:
         self._call("start")
@@ -393,3 +400,25 @@ def test_a_failing_logger_stops_alone(caplog: pytest.LogCaptureFixture) -> None:
             "logger tensorboard failed: OSError: [Errno 28] No space left on device; "
             "the run goes on without it"
         ]
+
+
+def test_training_starts_once_the_loggers_libraries_are_imported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """start() returns after each logger's prepare() (its imports, which would otherwise hold
+    the interpreter's lock while the first epoch trains); a missing library is one warning
+    naming what to install, and that logger is never started."""
+    slow, missing = Recorder("tensorboard", importing=0.5), Recorder("visdom", fail_on="prepare")
+    with caplog.at_level(logging.WARNING):
+        loggers = LoggerSet([(slow, 5.0), (missing, 5.0)])
+        tic = time.monotonic()
+        loggers.start(RunInfo(Path("."), "0: x", "sweep", {}), [], [])
+        waited = time.monotonic() - tic
+        failed = loggers.close()
+    assert 0.4 <= waited < 5.0
+    assert failed == {
+        "visdom": "visdom is not installed; it needs visdom: see docs/watching.md "
+        "(pip install visdom==0.2.4, with its constraint)"
+    }
+    assert slow.calls == ["start", "close"] and missing.calls == []
+    assert len([r for r in caplog.records if "logger visdom failed" in r.getMessage()]) == 1

@@ -1,10 +1,15 @@
 """Loggers that watch a run (TensorBoard, visdom) without ever being able to hurt it.
 
 Each logger gets its own daemon thread and queue: the training loop only enqueues, so a slow or
-dead server costs it nothing. The first error a logger raises turns it off for the rest of the
-run, with one warning line; `LoggerSet.failed` says which logger failed and why, and the runner
-puts that in the run's record (`loggers_failed`). At the end of a run each logger gets a bounded
-time to finish sending; one that does not is given up the same way.
+dead server costs it nothing. A logger's library is imported on its thread as soon as the run
+opens its loggers, and training starts once that is done (bounded by PREPARE_SECONDS): an
+import is a burst of work under the interpreter's lock that would otherwise slow the first
+epoch, and it never waits on a network.
+
+The first error a logger raises turns it off for the rest of the run, with one warning line;
+`LoggerSet.failed` says which logger failed and why, and the runner puts that in the run's
+record (`loggers_failed`). At the end of a run each logger gets a bounded time to finish
+sending; one that does not is given up the same way.
 
 The loggers run inside the job, so they work wherever the job runs: in the command's process,
 in a parallel launcher's worker, in a SLURM job.
@@ -36,8 +41,10 @@ log = logging.getLogger(__name__)
 
 TB_DIR = "tb"  # <sweep>/tb/<run label>/: the sweep's TensorBoard runs, named as users think
 # Step points go to the loggers' threads in batches this many seconds apart: waking a thread
-# for every step would make it take the interpreter's lock from the training loop every step.
-STEPS_EVERY = 0.5
+# for every step would make it take the interpreter's lock from the training loop every step,
+# and every update of a visdom window costs its server time in proportion to the window.
+STEPS_EVERY = 1.0
+PREPARE_SECONDS = 30.0  # the longest a run waits for its loggers' imports before training
 # A step's loss as the loggers keep it: (global step, mean train loss per sample).
 StepLoss = tuple[int, float]
 
@@ -57,6 +64,9 @@ CORE_HPARAMS = (
 
 class RunLogger(Protocol):
     name: str
+
+    def prepare(self) -> None:
+        """Import what the logger needs; the run starts training once this returns."""
 
     def start(self, run: RunInfo, history: list[EpochStats], steps: list[StepLoss]) -> None:
         """Called once before training; history and steps hold what a resumed run restored."""
@@ -127,6 +137,7 @@ class _Worker:
         self.logger = logger
         self.on_error = on_error
         self.broken = False
+        self.prepared = threading.Event()  # prepare() returned or failed
         self.calls: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
         self.thread = threading.Thread(
             target=self._loop, name=f"mlp_sweep-logger-{logger.name}", daemon=True
@@ -164,6 +175,15 @@ class LoggerSet:
         self.failed: dict[str, str] = {}
         self._lock = threading.Lock()
         self._workers = [(_Worker(lg, self._fail), timeout) for lg, timeout in loggers]
+        for worker, _ in self._workers:
+            worker.submit(functools.partial(self._prepare, worker))
+
+    @staticmethod
+    def _prepare(worker: _Worker) -> None:
+        try:
+            worker.logger.prepare()
+        finally:
+            worker.prepared.set()
 
     @property
     def names(self) -> list[str]:
@@ -181,11 +201,16 @@ class LoggerSet:
             worker.submit(functools.partial(getattr(worker.logger, method), *args))
 
     def start(self, run: RunInfo, history: list[EpochStats], steps: list[StepLoss]) -> None:
+        """Queued for each logger; returns once their imports are done (at most
+        PREPARE_SECONDS), not their connections."""
         self._each("start", run, list(history), list(steps))
+        deadline = time.monotonic() + PREPARE_SECONDS
+        for worker, _ in self._workers:
+            worker.prepared.wait(max(0.0, deadline - time.monotonic()))
 
     def step(self, step: int, loss: Tensor) -> None:
         """Kept here, a list append; sent on in a batch every STEPS_EVERY seconds (a tensor
-        read per batch: on a GPU one sync per half second, none per step)."""
+        read per batch: on a GPU one sync per second, none per step)."""
         self._steps.append((step, loss))
         if time.monotonic() - self._steps_sent >= STEPS_EVERY:
             self._send_steps()

@@ -39,6 +39,29 @@ def _font(size: int = 10) -> tuple[Any, str]:
     return ImageFont.load_default(size=size), "->"
 
 
+def prepare() -> None:
+    """Import Pillow's drawing and PNG writer and load the label font, before the first grid."""
+    from PIL import Image, ImageDraw  # noqa: F401
+
+    Image.preinit()  # the PNG and JPEG plugins, otherwise imported at the first save
+    _font()
+
+
+@functools.cache
+def _label(true: int, pred: int) -> Any:
+    """`true→pred` as a mask ("L" image, ink bright), drawn once per pair: the grid pastes its
+    colour through it, instead of laying out text 64 times per grid under the interpreter's
+    lock while a run trains."""
+    from PIL import Image, ImageDraw
+
+    font, arrow = _font()
+    text = f"{true}{arrow}{pred}"
+    _, _, right, bottom = font.getbbox(text)
+    mask = Image.new("L", (right, bottom), 0)
+    ImageDraw.Draw(mask).text((0, 0), text, fill=255, font=font)
+    return mask
+
+
 def grid(digits: Digits, columns: int = 8) -> np.ndarray:
     """(height, width, 3) uint8: dark digits on white, `true→pred` above each, red where the
     model is wrong and green where it is right; misclassified digits first, row by row."""
@@ -47,16 +70,18 @@ def grid(digits: Digits, columns: int = 8) -> np.ndarray:
     n = len(digits.true)
     rows = max(1, -(-n // columns))
     width, height = TILE + 2 * PAD, TILE + LABEL + 2 * PAD
-    canvas = Image.new("RGB", (columns * width, rows * height), "white")
+    pixels = np.full((rows * height, columns * width, 3), 255, dtype=np.uint8)
+    for i, image in enumerate(digits.images):
+        x, y = (i % columns) * width + PAD, (i // columns) * height + PAD + LABEL
+        pixels[y : y + TILE, x : x + TILE] = (255 - image)[:, :, None]
+    canvas = Image.fromarray(pixels)
     draw = ImageDraw.Draw(canvas)
-    for i, (image, true, pred) in enumerate(
-        zip(digits.images, digits.true, digits.pred, strict=True)
-    ):
+    for i, (true, pred) in enumerate(zip(digits.true, digits.pred, strict=True)):
         x, y = (i % columns) * width, (i // columns) * height
-        canvas.paste(Image.fromarray(255 - image), (x + PAD, y + PAD + LABEL))
         colour = RIGHT if true == pred else WRONG
-        font, arrow = _font()
-        draw.text((x + PAD + 2, y + PAD), f"{true}{arrow}{pred}", fill=colour, font=font)
+        label = _label(true, pred)
+        left, top = x + PAD + 2, y + PAD
+        canvas.paste(colour, (left, top, left + label.width, top + label.height), label)
         if true != pred:
             draw.rectangle((x + 1, y + 1, x + width - 2, y + height - 2), outline=colour)
     return np.asarray(canvas)

@@ -53,6 +53,13 @@ class TensorBoardLogger:
         self.writer: SummaryWriter | None = None
         self.flushed = 0.0
 
+    def prepare(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
+        from mlp_sweep.loggers.digits import prepare
+
+        prepare()
+
     def start(
         self, run: RunInfo, history: list[EpochStats], steps: list[tuple[int, float]]
     ) -> None:

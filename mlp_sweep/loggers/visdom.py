@@ -8,7 +8,7 @@ test digits under their true and predicted labels (misclassified first), redrawn
 Runs of a sweep write to the same line windows from wherever they train; the server serializes
 the writes, and writing to a window that does not exist yet creates it.
 
-The step line's new points go out together at most every half second (mlp_sweep.loggers
+The step line's new points go out together at most once a second (mlp_sweep.loggers
 batches them), appended to the run's trace; the first epoch's end sends the whole line once
 more. A window's existence is asked of the server only until the logger has drawn in it.
 """
@@ -16,8 +16,9 @@ more. A window's existence is asked of the server only until the logger has draw
 from __future__ import annotations
 
 import logging
+import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlp_sweep.config import VisdomConfig
 from mlp_sweep.loggers.run_info import RunInfo
@@ -46,6 +47,18 @@ def env_name(run: RunInfo, cfg: VisdomConfig) -> str:
     return cfg.env or f"mlp_sweep_{run.group}"
 
 
+def _environment_proxies(url: str) -> dict[str, str] | None:
+    """The proxies HTTP_PROXY, HTTPS_PROXY and NO_PROXY name for url, as requests reads them."""
+    from requests.utils import get_environ_proxies
+
+    return dict(get_environ_proxies(url)) or None
+
+
+def _environment_ca_bundle() -> str | None:
+    """The CA bundle requests would take from the environment."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+
+
 class VisdomLogger:
     name = "visdom"
 
@@ -61,6 +74,13 @@ class VisdomLogger:
         self.repaired = False  # the step line sent whole once since its first points
         self.seen: set[str] = set()  # windows known to exist: no need to ask the server
 
+    def prepare(self) -> None:
+        import visdom  # noqa: F401
+
+        from mlp_sweep.loggers.digits import prepare
+
+        prepare()
+
     def start(
         self, run: RunInfo, history: list[EpochStats], steps: list[tuple[int, float]]
     ) -> None:
@@ -72,16 +92,23 @@ class VisdomLogger:
         self.env, self.label = env_name(run, self.cfg), run.label
         self.digits_win = digits_window(run)
         where = f"{self.cfg.server}:{self.cfg.port}"
+        client: Any = visdom.Visdom  # its stub (__init__.pyi) lacks proxies= and .session
         try:
-            self.vis = visdom.Visdom(
+            self.vis = client(
                 server=self.cfg.server,
                 port=self.cfg.port,
                 env=self.env,
                 use_incoming_socket=False,
                 raise_exceptions=True,
+                proxies=_environment_proxies(where),
             )
         except ConnectionError:
             raise ConnectionError(f"no visdom server answers at {where}") from None
+        # The environment's proxies and CA bundle were read once above; requests would read
+        # the whole environment again for every request, under the interpreter's lock.
+        session = cast(Any, self.vis).session
+        session.trust_env = False
+        session.verify = _environment_ca_bundle() or True
         self.sent = list(history)
         self.step_points = list(steps)
         if history:  # a resumed run: its lines start over from the restored epochs and steps
