@@ -82,3 +82,38 @@ def test_a_fake_folder_reads_as_the_runs_it_copies(tmp_path: Path) -> None:
     frame = build_summary(tmp_path / "f")
     assert list(frame["seed"]) == [0, 1, 2, 3, 4] and set(frame["status"]) == {"ok"}
     assert (tmp_path / "f" / "3" / ".hydra" / "config.yaml").read_text() == "a: 1\nseed: 3\nb: 2\n"
+
+
+def test_the_median_interval_is_the_sign_tests() -> None:
+    """The loggers bench brackets its median ratio by order statistics: for 20 rounds, the 6th
+    and 15th values hold the median with 95.9% confidence (1 - 2 P(Binomial(20, 1/2) <= 5))."""
+    from math import comb
+
+    from mlp_sweep.bench.loggers import median_interval
+
+    assert median_interval(20) == (
+        5,
+        14,
+        pytest.approx(1 - 2 * sum(comb(20, k) for k in range(6)) / 2**20),
+    )
+    assert median_interval(20)[2] == pytest.approx(0.9586, abs=1e-4)
+    assert median_interval(8) == (0, 7, pytest.approx(1 - 2 / 2**8))  # the widest there is
+    for n in range(6, 60):
+        low, high, confidence = median_interval(n)
+        assert confidence >= 0.95 and low + high == n - 1
+        wider = 1 - 2 * sum(comb(n, k) for k in range(low + 2)) / 2**n  # one rank narrower
+        assert wider < 0.95
+
+
+@pytest.mark.slow  # six full-MNIST epochs and a visdom server: ~30 s
+def test_the_loggers_bench_compares_each_watched_run_with_its_round(run_cli) -> None:
+    done = run_cli(
+        "loggers", "--settings", "none,visdom,tensorboard", "--repeats", "2", "--epochs", "1",
+        module="mlp_sweep.bench",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    order = [line.split()[2] for line in done.stdout.splitlines() if line.startswith("  round")]
+    assert order == ["none", "visdom", "tensorboard", "tensorboard", "visdom", "none"]
+    for setting in ("visdom", "tensorboard"):
+        assert f"  logger={setting}" in done.stdout
+    assert "CPU of the loggers' threads" in done.stdout and "visdom server CPU" in done.stdout

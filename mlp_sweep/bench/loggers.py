@@ -2,18 +2,25 @@
 
 In one process, on full MNIST (the tutorial's MLP, SGD, batch 200, 10 epochs): the same run
 through mlp_sweep.run.runner.run (record, checkpoints, pictures: a run as a sweep runs it)
-with logger=none and with each watched setting, alternated, repeated; medians of the training
-time (the record's train_seconds), of the whole run (wall time of run(): loading, epochs,
-records, checkpoints, the loggers' end) and of the CPU time the process spent on it (training
-and the loggers' threads; less sensitive to other work on the machine), and their ratios to
-logger=none. The visdom server
-is started here on 127.0.0.1 (`python -m mlp_sweep.visdom_server`) and stopped by its pid;
-the TensorBoard events go to a temporary folder.
+with logger=none and with each watched setting, repeated in rounds. Each round runs every
+setting once, in the reverse order of the round before (none, visdom, visdom, none, ...), so
+a machine that speeds up or slows down during the bench hits both alike; each watched run is
+compared with the logger=none run of its own round. Reported: the median over rounds of those
+ratios, for the training time (the record's train_seconds), the whole run (wall time of run():
+loading, epochs, records, checkpoints, the loggers' end) and the CPU time the process spent
+(training and the loggers' threads), beside the medians of the times themselves.
+
+The visdom server is started here on 127.0.0.1 (`python -m mlp_sweep.visdom_server`) and
+stopped by its pid; it shares the machine's cores with the run, so its CPU time per run is
+reported too. Each round's visdom run draws in an environment of its own, as a new sweep's
+first run does (a visdom window's every update costs the server time in proportion to what
+the window already holds). The TensorBoard events go to a temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import socket
@@ -55,18 +62,29 @@ def _start_visdom(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit("mlp_sweep.bench loggers: the visdom server did not start")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux's /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _stop(server: subprocess.Popen[bytes]) -> None:
     if server.poll() is None:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(10)
 
 
-def _config(setting: str, every: int, epochs: int, port: int) -> Config:
+def _config(setting: str, every: int, epochs: int, port: int, round_: int) -> Config:
     cfg = Config()
     cfg.trainer.epochs = epochs
     cfg.logger = LoggerConfig(every_n_steps=every)
     if setting == "visdom":
-        cfg.logger.visdom = VisdomConfig(server="http://127.0.0.1", port=port)
+        cfg.logger.visdom = VisdomConfig(
+            server="http://127.0.0.1", port=port, env=f"mlp_sweep_bench_{round_}"
+        )
     elif setting == "tensorboard":
         cfg.logger.tensorboard = TensorBoardConfig()
     return cfg
@@ -90,44 +108,74 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="mlp_sweep-loggerbench-") as tmp:
         folder = Path(tmp)
         server, port = _start_visdom(folder) if "visdom" in settings else (None, 0)
+        measured = ("training", "run", "CPU", "other threads' CPU", "server CPU")
+        times: dict[str, dict[str, list[float]]] = {s: {m: [] for m in measured} for s in settings}
         try:
-            seconds: dict[str, list[float]] = {s: [] for s in settings}
-            walls: dict[str, list[float]] = {s: [] for s in settings}
-            cpus: dict[str, list[float]] = {s: [] for s in settings}
-            for i in range(args.repeats):  # alternated, so drift in the machine hits all
-                for setting in settings:
-                    cfg = _config(setting, args.every, args.epochs, port)
+            for i in range(args.repeats):
+                for setting in settings if i % 2 == 0 else settings[::-1]:
+                    cfg = _config(setting, args.every, args.epochs, port, i)
                     cfg.trainer.threads = args.threads
+                    served = _cpu_seconds(server.pid) if server is not None else 0.0
                     tic, cpu = time.perf_counter(), time.process_time()
+                    main = time.thread_time()  # run() trains on this thread
                     record = run(cfg, folder / f"{setting}-{i}")
-                    walls[setting].append(time.perf_counter() - tic)
-                    cpus[setting].append(time.process_time() - cpu)
+                    got = times[setting]
+                    got["run"].append(time.perf_counter() - tic)
+                    got["CPU"].append(time.process_time() - cpu)
+                    others = got["CPU"][-1] - (time.thread_time() - main)
+                    got["other threads' CPU"].append(max(0.0, others))  # 0, not -0.001
+                    got["server CPU"].append(
+                        _cpu_seconds(server.pid) - served if server is not None else 0.0
+                    )
                     if record["status"] != "ok" or record["loggers_failed"]:
                         raise SystemExit(
                             f"{setting}: {record['status']} {record['loggers_failed']}"
                         )
-                    seconds[setting].append(float(record["train_seconds"]))
+                    got["training"].append(float(record["train_seconds"]))
                     print(
-                        f"  {setting:<12} repeat {i + 1}: "
-                        f"training {record['train_seconds']:.2f} s, "
-                        f"run {walls[setting][-1]:.2f} s, CPU {cpus[setting][-1]:.2f} s",
+                        f"  round {i + 1} {setting:<12} "
+                        + ", ".join(f"{m} {got[m][-1]:.2f} s" for m in measured),
                         flush=True,
                     )
         finally:
             if server is not None:
                 _stop(server)
-    base, base_wall = statistics.median(seconds["none"]), statistics.median(walls["none"])
-    base_cpu = statistics.median(cpus["none"])
     print(
         f"{args.epochs} epochs of full MNIST, logger.every_n_steps={args.every}, "
-        f"trainer.threads={args.threads}, medians of {args.repeats}:"
+        f"trainer.threads={args.threads}, {args.repeats} rounds: medians, the median of each "
+        "round's ratio to its logger=none run and, in brackets, the range that holds the true "
+        f"median ratio with {median_interval(args.repeats)[2]:.1%} confidence"
     )
+    base = times["none"]
     for setting in settings:
-        train, wall = statistics.median(seconds[setting]), statistics.median(walls[setting])
-        cpu = statistics.median(cpus[setting])
-        print(
-            f"  logger={setting:<12} training {train:6.2f} s ({train / base:.3f}x logger=none), "
-            f"run {wall:6.2f} s ({wall / base_wall:.3f}x), "
-            f"CPU of the process {cpu:6.2f} s ({cpu / base_cpu:.3f}x)"
+        got = times[setting]
+        parts = []
+        for m in measured[:3]:
+            ratios = sorted(a / b for a, b in zip(got[m], base[m], strict=True))
+            low, high, _ = median_interval(len(ratios))
+            parts.append(
+                f"{m} {statistics.median(got[m]):6.2f} s ({statistics.median(ratios):.3f}x "
+                f"[{ratios[low]:.3f}-{ratios[high]:.3f}])"
+            )
+        print(f"  logger={setting:<12} " + ", ".join(parts))
+        threads = statistics.median(got["other threads' CPU"])
+        share = statistics.median(
+            c / t for c, t in zip(got["other threads' CPU"], got["training"], strict=True)
         )
+        line = f"  {'':19} CPU of the loggers' threads {threads:.2f} s ({share:.1%} of training)"
+        if server is not None:
+            line += f", visdom server CPU {statistics.median(got['server CPU']):.2f} s"
+        print(line)
     return 0
+
+
+def median_interval(n: int) -> tuple[int, int, float]:
+    """(i, j, confidence): the i-th and j-th of n sorted values (0-based) bracket their
+    population's median with that confidence, whatever the distribution (sign test: each value
+    falls below the median with probability 1/2); the narrowest such pair reaching 95%, or the
+    widest there is for small n."""
+    below = [math.comb(n, k) / 2**n for k in range(n + 1)]
+    i = 0
+    while i + 1 < n - 1 - i and 1 - 2 * sum(below[: i + 2]) >= 0.95:
+        i += 1
+    return i, n - 1 - i, 1 - 2 * sum(below[: i + 1])
