@@ -179,6 +179,9 @@ def _epochs(run_dir: Path) -> int:
         return 0
 
 
+# Slow (~30 s: it times stacks before its sweeps): by default the fused launcher is checked by
+# its twins above and its killed worker in tests/test_worker_death.py.
+@pytest.mark.slow
 def test_auto_fuses_only_what_it_measured_to_pay(run_cli, run_main, tmp_path: Path) -> None:
     """fuse=auto times a stack against the runs alone on this machine before the sweep, and
     says what it found; fuse=never is the parallel launcher."""

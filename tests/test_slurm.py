@@ -139,6 +139,9 @@ def test_scancel_mid_run_then_resume_through_slurm(slurm_env, tmp_path: Path) ->
     assert_same_history(sweep / "1", reference)
 
 
+# Slow (~25 s): by default the cluster runs a sweep as an array, and Ctrl-C's promise is
+# tests/test_interrupt.py's on the local launchers.
+@pytest.mark.slow
 def test_ctrl_c_on_the_submitting_command_cancels_its_slurm_jobs(slurm_env, tmp_path: Path) -> None:
     sweep = tmp_path / "stopped"
     long = ["data.limit_train=20000", "data.limit_test=2000", "trainer.epochs=8"]
@@ -167,6 +170,9 @@ def test_ctrl_c_on_the_submitting_command_cancels_its_slurm_jobs(slurm_env, tmp_
     assert pd.read_csv(sweep / "summary.csv")["status"].tolist() == ["ok", "ok"]
 
 
+# Slow (~25 s): by default tests/test_pruning.py prunes on the basic launcher and the default
+# launcher's workers, and the cluster runs a sweep as an array.
+@pytest.mark.slow
 def test_a_search_prunes_its_trials_inside_slurm_jobs(slurm_env, tmp_path: Path) -> None:
     """Each trial reports its epochs to the study's journal from its SLURM job, and stops there
     when the pruner says: tests/test_pruning.py's search, on the cluster."""
