@@ -23,14 +23,20 @@ def _study(sweep: Path):  # type: ignore[no-untyped-def]
     return load_study(sweep)
 
 
-def test_a_trial_asked_but_never_sampled_is_failed_and_replaced(run_main, tmp_path: Path) -> None:
+@pytest.mark.parametrize("drawn", [0, 1], ids=["no values", "some values"])
+def test_a_trial_asked_but_never_sampled_is_failed_and_replaced(
+    run_main, tmp_path: Path, drawn: int
+) -> None:
     sweep = tmp_path / "search"
     args = ["-m", "hparams_search=optuna", *TINY, f"hydra.sweep.dir={sweep}"]
     first = run_main(*args, "hydra.sweeper.n_trials=2")
     assert first.returncode == 0, first.stderr[-3000:]
-    # The state a SIGKILL between ask() and the sampling leaves: trial 2, RUNNING, no values.
+    # The state a SIGKILL between ask() and the sampling leaves: trial 2, RUNNING, no values;
+    # or one between two values (Optuna stores each as it is drawn): optim.lr only.
     stuck = _study(sweep).ask()
-    assert stuck.number == 2 and not stuck.params
+    if drawn:
+        stuck.suggest_float("optim.lr", 0.001, 0.5, log=True)  # the preset's distribution
+    assert stuck.number == 2 and len(stuck.params) == drawn
 
     resumed = run_main("--resume", str(sweep))
     said = resumed.stdout + resumed.stderr
@@ -38,8 +44,9 @@ def test_a_trial_asked_but_never_sampled_is_failed_and_replaced(run_main, tmp_pa
     assert "Traceback" not in said
     lines = [line for line in said.splitlines() if "trial 2 was asked for" in line]
     assert len(lines) == 1, said
+    values = "only optim.lr of its values" if drawn else "no values"
     assert lines[0].endswith(
-        "][HYDRA] trial 2 was asked for but got no values before the sweep was killed; "
+        f"][HYDRA] trial 2 was asked for but got {values} before the sweep was killed; "
         "marked failed, a new trial takes its place"
     )
     trials = _study(sweep).trials

@@ -325,14 +325,14 @@ class OptunaSweeper(Sweeper):
         return True
 
     def _counted(self, study: Study, space: Space) -> int:
-        """Trials that count towards n_trials: finished ones that got their values (one failed
-        before that did no work), and those left open (--resume finishes them)."""
+        """Trials that count towards n_trials: finished ones that got all their values (one
+        failed before that did no work), and those left open (--resume finishes them)."""
         from optuna.trial import TrialState
 
         finished = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
         trials = study.get_trials(deepcopy=False, states=finished)
         drawn = sampled(space)
-        return sum(1 for t in trials if t.params or not drawn) + len(self.open)
+        return sum(1 for t in trials if all(k in t.params for k in drawn)) + len(self.open)
 
     def _stream(
         self,
@@ -463,19 +463,19 @@ class OptunaSweeper(Sweeper):
         return status in (Status.RUNNING, Status.INTERRUPTED, Status.TIMEOUT)
 
     def _never_given(self, study: Study, trial: FrozenTrial, space: Space, sweep_dir: Path) -> bool:
-        """A trial the sweep asked for but was killed before it sampled its values: it has
-        none of them and no folder, so nobody ever worked on it. Told FAIL (a rerun would need
-        the values it never got), and the search asks a new trial in its place."""
+        """A trial the sweep asked for but was killed before it had sampled all its values
+        (Optuna stores each value as it is drawn: a kill can fall between two): it has no
+        folder, so nobody ever worked on it. Told FAIL (a rerun would need the values it never
+        got), and the search asks a new trial in its place."""
         from optuna.trial import TrialState
 
-        if (
-            any(key in trial.params for key in sampled(space))
-            or (sweep_dir / str(trial.number * self.seeds)).exists()
-        ):
+        got = [key for key in sampled(space) if key in trial.params]
+        if len(got) == len(sampled(space)) or (sweep_dir / str(trial.number * self.seeds)).exists():
             return False
         study.tell(trial.number, state=TrialState.FAIL)
+        values = f"only {', '.join(got)} of its values" if got else "no values"
         log.warning(
-            f"trial {trial.number} was asked for but got no values before the sweep was "
+            f"trial {trial.number} was asked for but got {values} before the sweep was "
             "killed; marked failed, a new trial takes its place",
             extra=ON_CONSOLE,
         )
