@@ -285,6 +285,10 @@ def _search_chaos(tmp_path: Path, rounds: int, moments: tuple[float, float]) -> 
     print(chaos.summary(time.monotonic() - tic))
 
 
+# Slow (~25 s), like its fifty-fault sibling, to keep the default suite near 6 minutes: by default
+# a sweep meets random faults above, and a search's recovery is tests/test_search_recovery.py's
+# (which now covers the partly sampled trial this test found) and tests/test_optuna_sweeper.py's.
+@pytest.mark.slow
 def test_a_search_survives_a_few_random_faults(tmp_path: Path) -> None:
     _search_chaos(tmp_path, rounds=2, moments=(0.5, 6.0))
 
