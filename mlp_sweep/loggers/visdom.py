@@ -196,11 +196,11 @@ class VisdomLogger:
         self.sent.append(stats)
         for win, title, ylabel in WINDOWS:
             self._send(win, title, ylabel, self.sent, replace=True)
-        if not self.repaired:  # once, the whole line: points another run's creation lost
+        # The epoch's own steps came just before, through steps() (LoggerSet sends them
+        # first). Once, the whole step line: points another run's creation of it lost.
+        if not self.repaired:
             self._send_steps(whole=True)
             self.repaired = True
-        else:
-            self._send_steps()
 
     def finish(self, record: dict[str, Any]) -> None:
         pass
