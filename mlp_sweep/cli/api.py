@@ -61,8 +61,7 @@ def sweep(
         when = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
         folder = Path(sweep_dir) if sweep_dir is not None else Path("outputs/sweeps") / when
         argv = ["-m", *overrides, f"hydra.sweep.dir={folder}"]
-    said = _run([sys.executable, "-m", "mlp_sweep", *argv], echo)
-    code, lines = said
+    code, lines = _run([sys.executable, "-m", "mlp_sweep", *argv], echo)
     if code == USAGE or not (folder / MULTIRUN_FILE).is_file():
         errors = [line for line in lines if line.startswith("mlp_sweep:")] or lines[-1:]
         raise SweepError((errors[-1] if errors else f"exit code {code}").strip())
