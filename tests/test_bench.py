@@ -117,3 +117,12 @@ def test_the_loggers_bench_compares_each_watched_run_with_its_round(run_cli) -> 
     for setting in ("visdom", "tensorboard"):
         assert f"  logger={setting}" in done.stdout
     assert "CPU of the loggers' threads" in done.stdout and "visdom server CPU" in done.stdout
+    # Each watched run's loggers worked in processes of their own, reaped when the run ended.
+    lines = done.stdout.splitlines()
+    forked = {
+        line.split()[0]: float(after.split("of their processes ")[1].split()[0])
+        for line, after in zip(lines, lines[1:], strict=False)
+        if line.startswith("  logger=")
+    }
+    assert forked["logger=none"] == 0
+    assert forked["logger=visdom"] > 0 and forked["logger=tensorboard"] > 0

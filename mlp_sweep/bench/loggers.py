@@ -8,7 +8,9 @@ a machine that speeds up or slows down during the bench hits both alike; each wa
 compared with the logger=none run of its own round. Reported: the median over rounds of those
 ratios, for the training time (the record's train_seconds), the whole run (wall time of run():
 loading, epochs, records, checkpoints, the loggers' end) and the CPU time the process spent
-(training and the loggers' threads), beside the medians of the times themselves.
+(training and the loggers' threads), beside the medians of the times themselves. The loggers'
+own CPU is reported apart: their threads in the run's process and, on Linux, the processes
+they run in (mlp_sweep.loggers.forked).
 
 The visdom server is started here on 127.0.0.1 (`python -m mlp_sweep.visdom_server`) and
 stopped by its pid; it shares the machine's cores with the run, so its CPU time per run is
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -71,6 +74,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children_cpu() -> float:
+    """User + system CPU time of this process's children that have ended and been waited for
+    (the loggers' processes; not the visdom server, which runs on)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def _stop(server: subprocess.Popen[bytes]) -> None:
     if server.poll() is None:
         os.killpg(server.pid, signal.SIGTERM)
@@ -108,7 +118,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="mlp_sweep-loggerbench-") as tmp:
         folder = Path(tmp)
         server, port = _start_visdom(folder) if "visdom" in settings else (None, 0)
-        measured = ("training", "run", "CPU", "other threads' CPU", "server CPU")
+        measured: tuple[str, ...] = ("training", "run", "CPU", "other threads' CPU")
+        measured += ("loggers' processes' CPU", "server CPU")
         times: dict[str, dict[str, list[float]]] = {s: {m: [] for m in measured} for s in settings}
         try:
             for i in range(args.repeats):
@@ -118,12 +129,14 @@ def main(argv: list[str]) -> int:
                     served = _cpu_seconds(server.pid) if server is not None else 0.0
                     tic, cpu = time.perf_counter(), time.process_time()
                     main = time.thread_time()  # run() trains on this thread
+                    children = _children_cpu()
                     record = run(cfg, folder / f"{setting}-{i}")
                     got = times[setting]
                     got["run"].append(time.perf_counter() - tic)
                     got["CPU"].append(time.process_time() - cpu)
                     others = got["CPU"][-1] - (time.thread_time() - main)
                     got["other threads' CPU"].append(max(0.0, others))  # 0, not -0.001
+                    got["loggers' processes' CPU"].append(_children_cpu() - children)
                     got["server CPU"].append(
                         _cpu_seconds(server.pid) - served if server is not None else 0.0
                     )
@@ -162,7 +175,11 @@ def main(argv: list[str]) -> int:
         share = statistics.median(
             c / t for c, t in zip(got["other threads' CPU"], got["training"], strict=True)
         )
-        line = f"  {'':19} CPU of the loggers' threads {threads:.2f} s ({share:.1%} of training)"
+        forked = statistics.median(got["loggers' processes' CPU"])
+        line = (
+            f"  {'':19} CPU of the loggers' threads {threads:.2f} s ({share:.1%} of training), "
+            f"of their processes {forked:.2f} s"
+        )
         if server is not None:
             line += f", visdom server CPU {statistics.median(got['server CPU']):.2f} s"
         print(line)

@@ -4,7 +4,9 @@ Each logger gets its own daemon thread and queue: the training loop only enqueue
 dead server costs it nothing. A logger's library is imported on its thread as soon as the run
 opens its loggers, and training starts once that is done (bounded by PREPARE_SECONDS): an
 import is a burst of work under the interpreter's lock that would otherwise slow the first
-epoch, and it never waits on a network.
+epoch, and it never waits on a network. On Linux the logger then runs in a process forked for
+it (mlp_sweep.loggers.forked), its thread here only passing it the calls: what it does with
+them holds no lock the training loop needs.
 
 The first error a logger raises turns it off for the rest of the run, with one warning line;
 `LoggerSet.failed` says which logger failed and why, and the runner puts that in the run's
@@ -120,8 +122,14 @@ INSTALL = {
 }
 
 
+class LoggerFailure(Exception):
+    """A logger's failure, already said in one line (by the logger's own process)."""
+
+
 def describe_failure(err: BaseException) -> str:
     """A logger's failure in one line; a missing library names what to install."""
+    if isinstance(err, LoggerFailure):
+        return str(err)
     if isinstance(err, ImportError) and err.name:
         needed = INSTALL.get(err.name.split(".")[0])
         if needed is not None:
@@ -251,6 +259,9 @@ class LoggerSet:
         for worker, timeout in self._workers:
             if not worker.stop(timeout):
                 self._fail(worker.logger.name, f"still sending after {timeout:g} s; given up")
+                abandon = getattr(worker.logger, "abandon", None)  # one in its own process
+                if abandon is not None:
+                    abandon()
         with self._lock:
             return dict(self.failed)
 
@@ -267,4 +278,8 @@ def open_loggers(cfg: LoggerConfig) -> LoggerSet:
         from mlp_sweep.loggers.visdom import VisdomLogger
 
         chosen.append((VisdomLogger(cfg.visdom), cfg.visdom.flush_timeout))
+    from mlp_sweep.loggers import forked
+
+    if forked.SUPPORTED:
+        chosen = [(forked.ForkedLogger(logger), timeout) for logger, timeout in chosen]
     return LoggerSet(chosen)
