@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mlp_sweep.config import Config, LoggerConfig, TensorBoardConfig
-from mlp_sweep.run import pictures
+from mlp_sweep.run import pictures, steps_file
 from mlp_sweep.run.lifecycle import JobInfo, Lifecycle
 from mlp_sweep.run.runner import run
 from mlp_sweep.training.data import load_data
@@ -74,8 +74,9 @@ def test_a_picture_that_cannot_be_drawn_costs_one_warning(
 def test_a_resumed_run_keeps_its_steps_and_its_events_say_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Stopped by Ctrl-C after epoch 2 of 3 and resumed: steps.csv equals an uninterrupted
-    run's, and TensorBoard's events hold each step once, as steps.csv says."""
+    """Stopped by Ctrl-C after epoch 2 of 3, with rows of epoch 3 and a torn line after the
+    checkpoint's (a kill in the middle of epoch 3's append), and resumed: steps.csv equals an
+    uninterrupted run's, and TensorBoard's events hold each step once, as steps.csv says."""
     from tensorboard.backend.event_processing import event_accumulator
 
     def config() -> Config:
@@ -104,6 +105,8 @@ def test_a_resumed_run_keeps_its_steps_and_its_events_say_so(
             run(config(), sweep / "0", job)
     assert json.loads((sweep / "0" / "metrics.json").read_text())["status"] == "interrupted"
     assert {e for _, e, _ in _steps(sweep / "0")} == {1, 2}
+    with open(sweep / "0" / "steps.csv", "a") as f:  # as a kill in epoch 3's append would
+        f.write("27,3,0.5\n30,")
     assert run(config(), sweep / "0", job)["status"] == "ok"
 
     steps = _steps(sweep / "0")
@@ -113,3 +116,25 @@ def test_a_resumed_run_keeps_its_steps_and_its_events_say_so(
     events.Reload()
     got = [(e.step, e.value) for e in events.Scalars("train/loss_step")]
     assert got == [(s, pytest.approx(v, rel=1e-6)) for s, _, v in steps]
+
+
+def test_steps_are_appended_and_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    """Each epoch appends its own rows; a process's first write rewrites the file whole; only
+    whole lines of the checkpoint's epochs are read back."""
+    path = tmp_path / "steps.csv"
+    writer = steps_file.StepsFile(path)
+    epoch1, epoch2 = [(1, 1, 2.5), (2, 1, 2.25)], [(3, 2, 2.0)]
+    writer.add(epoch1, epoch1)
+    writer.add(epoch2, epoch1 + epoch2)
+    assert path.read_text() == "step,epoch,train_loss\n1,1,2.5\n2,1,2.25\n3,2,2.0\n"
+    with open(path, "a") as f:
+        f.write("4,3")  # torn: its loss never written
+    assert steps_file.read(path, 3) == epoch1 + epoch2
+    assert steps_file.read(path, 1) == epoch1
+    again = steps_file.StepsFile(path)  # a resumed run's process, from its checkpoint's epoch 1
+    again.add(epoch2, epoch1 + epoch2)
+    assert steps_file.read(path, 9) == epoch1 + epoch2
+    assert path.read_text().endswith("3,2,2.0\n")
+    path.write_text("step,epoch\n1,1\n")  # not steps.csv's columns: no steps, no error
+    assert steps_file.read(path, 1) == []
+    assert steps_file.read(tmp_path / "missing.csv", 1) == []

@@ -34,6 +34,7 @@ import torch
 from mlp_sweep.config import Config
 from mlp_sweep.errors import MlpSweepError
 from mlp_sweep.loggers import LoggerSet, open_loggers, run_info
+from mlp_sweep.run import steps_file
 from mlp_sweep.run.interrupt import signal_name
 from mlp_sweep.run.prior import run_params
 from mlp_sweep.run.record import (
@@ -54,8 +55,6 @@ from mlp_sweep.training.loop import EpochStats, History, StepHook
 from mlp_sweep.training.predict import confusion, is_image, pick, predict
 
 HISTORY_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
-STEPS_FILE = "steps.csv"  # the train loss every logger.every_n_steps steps, while a logger watches
-STEPS_COLUMNS = ["step", "epoch", "train_loss"]
 DIGITS_SEEN = 1000  # test digits the loggers' grid picks from each epoch (a 4 ms forward pass)
 MISCLASSIFIED_SHOWN = 64
 TRACEBACK_FILE = "traceback.txt"
@@ -73,21 +72,6 @@ class JobInfo:
     sweep_dir: Path | None = None
     # A search's trial: told each epoch, True to stop the run there (mlp_sweep.search.trial).
     prune: Callable[[History], bool] | None = None
-
-
-def read_steps(path: Path, epochs: int) -> list[tuple[int, int, float]]:
-    """steps.csv's points of the first `epochs` epochs (what the checkpoint holds); none if
-    it is missing or unreadable."""
-    import csv
-
-    try:
-        with path.open(newline="") as f:
-            rows = [
-                (int(r["step"]), int(r["epoch"]), float(r["train_loss"])) for r in csv.DictReader(f)
-            ]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    return [row for row in rows if row[1] <= epochs]
 
 
 def one_line(err: BaseException) -> str:
@@ -186,7 +170,8 @@ class Lifecycle:
         self.state: RunState | None = None
         # The train loss every logger.every_n_steps steps of the epochs done (steps.csv),
         # only while a logger watches: (step, epoch, loss).
-        self.steps: list[tuple[int, int, float]] = []
+        self.steps: list[steps_file.Row] = []
+        self.steps_file = steps_file.StepsFile(run_dir / steps_file.FILE)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -241,7 +226,7 @@ class Lifecycle:
                 self.run_dir, self.params, self.job.num, self.job.overrides, self.job.sweep_dir
             )
             if state.history.epochs:
-                self.steps = read_steps(self.run_dir / STEPS_FILE, len(state.history.epochs))
+                self.steps = steps_file.read(self.steps_file.path, len(state.history.epochs))
             self.loggers.start(info, state.history.epochs, [(s, v) for s, _, v in self.steps])
 
     def step_hook(self) -> StepHook | None:
@@ -267,12 +252,9 @@ class Lifecycle:
         )
         points = self.loggers.flush_steps()
         if points:  # before the checkpoint: steps.csv never lags the epochs it holds
-            self.steps += [(s, e.epoch, v) for s, v in points]
-            write_csv_atomic(
-                self.run_dir / STEPS_FILE,
-                ({"step": s, "epoch": n, "train_loss": v} for s, n, v in self.steps),
-                STEPS_COLUMNS,
-            )
+            rows = [(s, e.epoch, v) for s, v in points]
+            self.steps += rows
+            self.steps_file.add(rows, self.steps)
         if self.cfg.trainer.checkpoint:
             state.save(self.checkpoint, self.params)
         self.kept = History(list(history.epochs), history.status)
