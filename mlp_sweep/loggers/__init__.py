@@ -27,10 +27,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from mlp_sweep import labels
 from mlp_sweep.config import LoggerConfig, is_run_setting
+from mlp_sweep.loggers.protocol import RunLogger, StepLoss, describe_failure
 from mlp_sweep.loggers.run_info import RunInfo
 from mlp_sweep.training.loop import EpochStats
 
@@ -47,8 +48,6 @@ TB_DIR = "tb"  # <sweep>/tb/<run label>/: the sweep's TensorBoard runs, named as
 # and every update of a visdom window costs its server time in proportion to the window.
 STEPS_EVERY = 1.0
 PREPARE_SECONDS = 30.0  # the longest a run waits for its loggers' imports before training
-# A step's loss as the loggers keep it: (global step, mean train loss per sample).
-StepLoss = tuple[int, float]
 
 # Shown in TensorBoard's HParams view for every run, beside the keys a job overrides.
 CORE_HPARAMS = (
@@ -62,30 +61,6 @@ CORE_HPARAMS = (
     "data.name",
     "seed",
 )
-
-
-class RunLogger(Protocol):
-    name: str
-
-    def prepare(self) -> None:
-        """Import what the logger needs; the run starts training once this returns."""
-
-    def start(self, run: RunInfo, history: list[EpochStats], steps: list[StepLoss]) -> None:
-        """Called once before training; history and steps hold what a resumed run restored."""
-
-    def steps(self, points: list[StepLoss]) -> None:
-        """The train loss of the steps since the last call: (step, mean over the last
-        logger.every_n_steps steps), at most every STEPS_EVERY seconds and at each epoch's end."""
-
-    def epoch(self, stats: EpochStats) -> None: ...
-
-    def digits(self, epoch: int, digits: Digits) -> None:
-        """Test digits with the model's predictions after `epoch`, misclassified first."""
-
-    def finish(self, record: dict[str, Any]) -> None:
-        """The run's final record (status, test_acc, best_test_acc, ...)."""
-
-    def close(self) -> None: ...
 
 
 def run_info(
@@ -113,29 +88,6 @@ def folder_name(label: str, limit: int = 120) -> str:
     """A run's label as a folder name: "3: model.act=selu" -> "3 model.act=selu"."""
     name = re.sub(r'[/\\:*?"<>|\s]+', " ", label).strip()
     return name[:limit].rstrip() or "run"
-
-
-# What to install for a logger whose library is missing.
-INSTALL = {
-    "tensorboard": 'the viz extra: pip install ".[viz]"',
-    "visdom": "visdom: see docs/watching.md (pip install visdom==0.2.4, with its constraint)",
-}
-
-
-class LoggerFailure(Exception):
-    """A logger's failure, already said in one line (by the logger's own process)."""
-
-
-def describe_failure(err: BaseException) -> str:
-    """A logger's failure in one line; a missing library names what to install."""
-    if isinstance(err, LoggerFailure):
-        return str(err)
-    if isinstance(err, ImportError) and err.name:
-        needed = INSTALL.get(err.name.split(".")[0])
-        if needed is not None:
-            return f"{err.name} is not installed; it needs {needed}"
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 class _Worker:

@@ -32,7 +32,7 @@ import sys
 import threading
 from typing import Any
 
-from mlp_sweep.loggers import LoggerFailure, RunLogger, describe_failure
+from mlp_sweep.loggers.protocol import LoggerFailure, RunLogger, describe_failure
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 HEADER = struct.Struct("<Q")  # each message: its length, then the pickle

@@ -1,0 +1,60 @@
+"""What a logger is to the run (the RunLogger protocol), and a logger's failure in one line."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from mlp_sweep.loggers.run_info import RunInfo
+    from mlp_sweep.training.loop import EpochStats
+    from mlp_sweep.training.predict import Digits
+
+# A step's loss as the loggers keep it: (global step, mean train loss per sample).
+StepLoss = tuple[int, float]
+
+
+class RunLogger(Protocol):
+    name: str
+
+    def prepare(self) -> None:
+        """Import what the logger needs; the run starts training once this returns."""
+
+    def start(self, run: RunInfo, history: list[EpochStats], steps: list[StepLoss]) -> None:
+        """Called once before training; history and steps hold what a resumed run restored."""
+
+    def steps(self, points: list[StepLoss]) -> None:
+        """The train loss of the steps since the last call: (step, mean over the last
+        logger.every_n_steps steps), at most every STEPS_EVERY seconds and at each epoch's end."""
+
+    def epoch(self, stats: EpochStats) -> None: ...
+
+    def digits(self, epoch: int, digits: Digits) -> None:
+        """Test digits with the model's predictions after `epoch`, misclassified first."""
+
+    def finish(self, record: dict[str, Any]) -> None:
+        """The run's final record (status, test_acc, best_test_acc, ...)."""
+
+    def close(self) -> None: ...
+
+
+# What to install for a logger whose library is missing.
+INSTALL = {
+    "tensorboard": 'the viz extra: pip install ".[viz]"',
+    "visdom": "visdom: see docs/watching.md (pip install visdom==0.2.4, with its constraint)",
+}
+
+
+class LoggerFailure(Exception):
+    """A logger's failure, already said in one line (by the logger's own process)."""
+
+
+def describe_failure(err: BaseException) -> str:
+    """A logger's failure in one line; a missing library names what to install."""
+    if isinstance(err, LoggerFailure):
+        return str(err)
+    if isinstance(err, ImportError) and err.name:
+        needed = INSTALL.get(err.name.split(".")[0])
+        if needed is not None:
+            return f"{err.name} is not installed; it needs {needed}"
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
