@@ -120,9 +120,9 @@ def test_the_loggers_bench_compares_each_watched_run_with_its_round(run_cli) -> 
     # Each watched run's loggers worked in processes of their own, reaped when the run ended.
     lines = done.stdout.splitlines()
     forked = {
-        line.split()[0]: float(after.split("of their processes ")[1].split()[0])
+        line.split()[0]: float(after.split("child processes ")[1].split()[0])
         for line, after in zip(lines, lines[1:], strict=False)
         if line.startswith("  logger=")
     }
-    assert forked["logger=none"] == 0
-    assert forked["logger=visdom"] > 0 and forked["logger=tensorboard"] > 0
+    assert forked["logger=visdom"] > forked["logger=none"] + 0.01  # git's alone: ~0.01 s
+    assert forked["logger=tensorboard"] > forked["logger=none"] + 0.01

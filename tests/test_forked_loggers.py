@@ -129,6 +129,7 @@ def test_a_logger_process_killed_mid_run_is_one_warning(
         loggers = LoggerSet([(logger, 5.0)])
         loggers.start(RunInfo(Path("."), "0: x", "sweep", {}), [], [])
         wait_until(lambda: "start" in (tmp_path / "killed").read_text(), "the logger started")
+        assert Path(f"/proc/{logger.pid}/comm").read_text() == "logger visdom\n"  # in ps, top
         for signum in (signal.SIGINT, signal.SIGTERM):
             os.kill(logger.pid, signum)
         loggers.epoch(EpochStats(1, 1.0, 1.0, 0.5, 0.1))

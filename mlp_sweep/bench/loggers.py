@@ -10,7 +10,8 @@ ratios, for the training time (the record's train_seconds), the whole run (wall 
 loading, epochs, records, checkpoints, the loggers' end) and the CPU time the process spent
 (training and the loggers' threads), beside the medians of the times themselves. The loggers'
 own CPU is reported apart: their threads in the run's process and, on Linux, the processes
-they run in (mlp_sweep.loggers.forked).
+they run in (mlp_sweep.loggers.forked), counted with the run's other children (the record's
+`git` calls, ~0.01 s).
 
 The visdom server is started here on 127.0.0.1 (`python -m mlp_sweep.visdom_server`) and
 stopped by its pid; it shares the machine's cores with the run, so its CPU time per run is
@@ -178,7 +179,7 @@ def main(argv: list[str]) -> int:
         forked = statistics.median(got["loggers' processes' CPU"])
         line = (
             f"  {'':19} CPU of the loggers' threads {threads:.2f} s ({share:.1%} of training), "
-            f"of their processes {forked:.2f} s"
+            f"of the run's child processes {forked:.2f} s (the loggers', git's for the record)"
         )
         if server is not None:
             line += f", visdom server CPU {statistics.median(got['server CPU']):.2f} s"

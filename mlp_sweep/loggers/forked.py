@@ -35,6 +35,7 @@ from typing import Any
 from mlp_sweep.loggers.protocol import LoggerFailure, RunLogger, describe_failure
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PR_SET_NAME = 15
 HEADER = struct.Struct("<Q")  # each message: its length, then the pickle
 SUPPORTED = sys.platform == "linux"
 # Signals a logger's process ignores: Ctrl-C reaches the whole process group and scancel every
@@ -170,6 +171,8 @@ def _serve(logger: RunLogger, calls: int, answers: int) -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        # What ps, top and htop call it (the command line stays the run's).
+        libc.prctl(PR_SET_NAME, f"logger {logger.name}".encode()[:15])
     for signum in LEFT_TO_THE_RUN:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, LEFT_TO_THE_RUN)
