@@ -71,6 +71,27 @@ def test_a_picture_that_cannot_be_drawn_costs_one_warning(
     assert not (tmp_path / "run" / "confusion.png").exists()
 
 
+def test_the_pictures_and_digits_reuse_the_last_evaluations_predictions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that trains its epochs here predicts the test digits once per epoch, in its
+    evaluation; the pictures and the loggers' digits take those predictions, so the pictures
+    agree with test_acc (class_acc is rounded to 4 places)."""
+    from mlp_sweep.run import lifecycle
+
+    cfg = Config()
+    cfg.data.limit_train, cfg.data.limit_test, cfg.trainer.epochs = 2000, 500, 2
+    cfg.logger = LoggerConfig(tensorboard=TensorBoardConfig())
+    real, calls = lifecycle.predict, []
+    monkeypatch.setattr(lifecycle, "predict", lambda *a, **k: calls.append(1) or real(*a, **k))
+    record = run(cfg, tmp_path / "run")
+    assert record["status"] == "ok" and calls == []
+    assert (tmp_path / "run" / "confusion.png").exists()
+    per_class = torch.bincount(load_data(cfg.data, torch.device("cpu")).y_test, minlength=10)
+    right = sum(acc * n for acc, n in zip(record["class_acc"], per_class.tolist(), strict=True))
+    assert right == pytest.approx(record["test_acc"] * 500, abs=0.05)
+
+
 def test_a_resumed_run_keeps_its_steps_and_its_events_say_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

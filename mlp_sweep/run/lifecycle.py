@@ -55,7 +55,7 @@ from mlp_sweep.training.loop import EpochStats, History, StepHook
 from mlp_sweep.training.predict import confusion, is_image, pick, predict
 
 HISTORY_COLUMNS = [f.name for f in dataclasses.fields(EpochStats)]
-DIGITS_SEEN = 1000  # test digits the loggers' grid picks from each epoch (a 4 ms forward pass)
+DIGITS_SEEN = 1000  # test digits the loggers' grid picks from, each epoch
 MISCLASSIFIED_SHOWN = 64
 TRACEBACK_FILE = "traceback.txt"
 
@@ -263,7 +263,9 @@ class Lifecycle:
         self.loggers.epoch(e)
         if self.loggers.names and self.data is not None and is_image(self.data.x_test):
             x, y = self.data.x_test[:DIGITS_SEEN], self.data.y_test[:DIGITS_SEEN]
-            self.loggers.digits(e.epoch, pick(x, y, predict(state.model, x)))
+            pred = history.test_pred  # the epoch's evaluation predicted them already
+            seen = predict(state.model, x) if pred is None else pred[:DIGITS_SEEN]
+            self.loggers.digits(e.epoch, pick(x, y, seen))
 
     def finished(self, history: History) -> dict[str, Any]:
         """Trained to the end, or diverged: a result either way."""
@@ -295,7 +297,9 @@ class Lifecycle:
             from mlp_sweep.run import pictures
 
             x, y = self.data.x_test, self.data.y_test
-            pred = predict(self.state.model, x, self.cfg.trainer.eval_batch_size)
+            pred = self.state.history.test_pred  # the last epoch's evaluation, when trained here
+            if pred is None or len(pred) != len(y):
+                pred = predict(self.state.model, x, self.cfg.trainer.eval_batch_size)
             counts = confusion(y, pred)
             totals = [sum(row) for row in counts]
             class_acc = [round(counts[c][c] / n, 4) if n else None for c, n in enumerate(totals)]

@@ -140,6 +140,10 @@ class EpochStats:
 class History:
     epochs: list[EpochStats] = field(default_factory=list)
     status: Status = Status.OK  # or DIVERGED when a loss went non-finite
+    # The predicted class of each test row after the last epoch trained in this process (never
+    # checkpointed): the loggers' digits and the run's pictures take it rather than predicting
+    # again. None before this process trains an epoch.
+    test_pred: Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def best(self) -> EpochStats | None:
@@ -198,21 +202,32 @@ def train_epoch(
     return total.item() / len(x)
 
 
-@torch.no_grad()
 def evaluate(
     model: Model, x: Tensor, y: Tensor, loss: Loss, batch_size: int = 10_000
 ) -> tuple[float, float]:
     """(mean loss per sample, accuracy) over (x, y), in chunks of batch_size."""
+    mean_loss, accuracy, _ = assess(model, x, y, loss, batch_size)
+    return mean_loss, accuracy
+
+
+@torch.no_grad()
+def assess(
+    model: Model, x: Tensor, y: Tensor, loss: Loss, batch_size: int = 10_000
+) -> tuple[float, float, Tensor]:
+    """evaluate's (mean loss per sample, accuracy), and the predicted class of each row."""
     model.eval()
     loss_fn = LOSSES[loss]
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
+    predicted = []
     for start in range(0, len(x), batch_size):
         logits = model(x[start : start + batch_size])
         target = y[start : start + batch_size]
         loss_sum += loss_fn(logits, target, "sum")
-        correct += (logits.argmax(dim=1) == target).sum()
-    return loss_sum.item() / len(x), correct.item() / len(x)
+        predicted.append(logits.argmax(dim=1))
+        correct += (predicted[-1] == target).sum()
+    pred = predicted[0] if len(predicted) == 1 else torch.cat(predicted)
+    return loss_sum.item() / len(x), correct.item() / len(x), pred
 
 
 def fit(
@@ -253,7 +268,9 @@ def fit(
             every_n_steps,
             (epoch - 1) * per_epoch + 1,
         )
-        test_loss, test_acc = evaluate(model, data.x_test, data.y_test, loss, cfg.eval_batch_size)
+        test_loss, test_acc, history.test_pred = assess(
+            model, data.x_test, data.y_test, loss, cfg.eval_batch_size
+        )
         history.epochs.append(
             EpochStats(epoch, train_loss, test_loss, test_acc, time.perf_counter() - tic)
         )
