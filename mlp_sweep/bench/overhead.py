@@ -168,7 +168,7 @@ def scan(folder: Path) -> dict[str, float]:
 
 def scan_in_fresh_process(folder: Path) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "-m", "mlp_sweep.overhead", "--scan", str(folder)],
+        [sys.executable, "-m", "mlp_sweep.bench", "sweep-overhead", "--scan", str(folder)],
         capture_output=True,
         text=True,
         check=True,
