@@ -16,7 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlp_sweep.loggers import RunInfo
+    from mlp_sweep.training.loop import EpochStats
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -275,3 +279,39 @@ def screenshot(url: str, path: Path, size: tuple[int, int] = (1400, 1000)) -> Pa
     # many, and no colour covers nearly all of it.
     assert len(colours) > 200 and biggest < 0.9 * size[0] * size[1], f"{url}: a blank page"
     return path
+
+
+class Recorder:
+    """A logger that records its calls (and fails, or takes its time to import, on demand)."""
+
+    def __init__(self, name: str, fail_on: str | None = None, importing: float = 0.0) -> None:
+        self.name, self.fail_on, self.calls = name, fail_on, []  # type: ignore[var-annotated]
+        self.importing = importing  # seconds prepare() takes
+
+    def _call(self, what: str) -> None:
+        self.calls.append(what)
+        if what == self.fail_on:
+            raise OSError(28, "No space left on device")
+
+    def prepare(self) -> None:
+        if self.fail_on == "prepare":  # as a logger whose library is not installed
+            raise ImportError(f"No module named '{self.name}'", name=self.name)
+        time.sleep(self.importing)
+
+    def start(self, run: RunInfo, history: list[EpochStats], steps: list[Any]) -> None:
+        self._call("start")
+
+    def steps(self, points: list[Any]) -> None:
+        self._call(f"step {points[-1][0]}")
+
+    def epoch(self, stats: EpochStats) -> None:
+        self._call(f"epoch {stats.epoch}")
+
+    def digits(self, epoch: int, digits: Any) -> None:
+        self._call(f"digits {epoch}")
+
+    def finish(self, record: dict[str, Any]) -> None:
+        self._call("finish")
+
+    def close(self) -> None:
+        self._call("close")

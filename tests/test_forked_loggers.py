@@ -20,16 +20,18 @@ import torch
 from mlp_sweep.loggers import LoggerSet, RunInfo, forked
 from mlp_sweep.loggers.forked import ForkedLogger
 from mlp_sweep.training.loop import EpochStats
-from tests.helpers import wait_until
+from tests.helpers import Recorder, processes, wait_until
 
 pytestmark = pytest.mark.skipif(not forked.SUPPORTED, reason="loggers are forked on Linux only")
 
 
-class FileRecorder:
-    """Writes each call, with the pid it ran in, to a file: the test reads what the child did."""
+class FileRecorder(Recorder):
+    """Writes each call, with the pid it ran in, to a file: the test reads what the child did.
+    Its start and finish say what they were sent (the run's label, the record's status)."""
 
     def __init__(self, name: str, path: Path, fail_on: str | None = None) -> None:
-        self.name, self.path, self.fail_on = name, path, fail_on
+        super().__init__(name, fail_on)
+        self.path = path
 
     def _call(self, what: str) -> None:
         with open(self.path, "a") as f:
@@ -40,37 +42,28 @@ class FileRecorder:
             time.sleep(600)  # as a server that never answers
 
     def prepare(self) -> None:
+        super().prepare()
         self.path.write_text("")
 
     def start(self, run: RunInfo, history: list[EpochStats], steps: list[Any]) -> None:
         self._call(f"start {run.label}")
 
-    def steps(self, points: list[Any]) -> None:
-        self._call(f"step {points[-1][0]}")
-
-    def epoch(self, stats: EpochStats) -> None:
-        self._call(f"epoch {stats.epoch}")
-
-    def digits(self, epoch: int, digits: Any) -> None:
-        self._call(f"digits {epoch}")
-
     def finish(self, record: dict[str, Any]) -> None:
         self._call(f"finish {record['status']}")
 
-    def close(self) -> None:
-        self._call("close")
-
-    def calls(self) -> tuple[set[int], list[str]]:
+    def recorded(self) -> tuple[set[int], list[str]]:
         lines = [line.split(" ", 1) for line in self.path.read_text().splitlines()]
         return {int(pid) for pid, _ in lines}, [what for _, what in lines]
 
 
 def children() -> list[int]:
     """This process's children that are still there (zombies included)."""
-    found = subprocess.run(
-        ["ps", "--ppid", str(os.getpid()), "-o", "pid=,comm="], capture_output=True, text=True
-    )
-    return [int(line.split()[0]) for line in found.stdout.splitlines() if "ps" not in line]
+    return [p.pid for p in processes() if p.ppid == os.getpid()]
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid runs (a zombie, waiting for its parent to reap it, does not)."""
+    return any(p.pid == pid and p.alive for p in processes())
 
 
 def three_epochs(loggers: LoggerSet) -> None:
@@ -94,9 +87,9 @@ def test_each_logger_works_in_its_own_process_and_fails_alone(
         failed = loggers.close()
     assert failed == {"tensorboard": "OSError: [Errno 28] No space left on device"}
     every = [f"{what} {e}" for e in (1, 2, 3) for what in ("step", "epoch", "digits")]
-    pids, calls = fine.calls()
+    pids, calls = fine.recorded()
     assert calls == ["start 0: model.act=relu", *every, "finish ok", "close"]
-    full_pids, full_calls = full.calls()
+    full_pids, full_calls = full.recorded()
     assert full_calls == ["start 0: model.act=relu", *every[:5]]
     assert len(pids | full_pids) == 2 and os.getpid() not in pids | full_pids
     assert [r.getMessage() for r in caplog.records if "failed" in r.getMessage()] == [
@@ -115,7 +108,7 @@ def test_a_logger_process_that_never_answers_is_given_up_and_killed(tmp_path: Pa
     failed = loggers.close()
     assert time.monotonic() - tic < 5
     assert failed == {"visdom": "still sending after 1 s; given up"}
-    assert hangs.calls()[1][-1] == "close"
+    assert hangs.recorded()[1][-1] == "close"
     wait_until(lambda: children() == before, "the killed logger's process to be reaped")
 
 
@@ -175,12 +168,3 @@ def test_a_logger_process_never_outlives_its_run(tmp_path: Path) -> None:
         run.kill()
         if child and _alive(child):  # only where the test failed: leave nothing running
             os.kill(child, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    """Whether pid runs (a zombie, waiting for its parent to reap it, does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

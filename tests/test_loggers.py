@@ -28,6 +28,7 @@ import torch
 from mlp_sweep.loggers import LoggerSet, RunInfo
 from mlp_sweep.training.loop import EpochStats
 from tests.helpers import (
+    Recorder,
     chromium,
     cli_env,
     free_port,
@@ -341,40 +342,6 @@ def test_no_visdom_server_at_all(tmp_path: Path, run_main: Callable[..., Any]) -
     assert "no visdom server answers at http://localhost:" in record["loggers_failed"]["visdom"]
     lines = [x for x in (done.stdout + done.stderr).splitlines() if "logger visdom failed" in x]
     assert len(lines) == 1
-
-
-class Recorder:
-    def __init__(self, name: str, fail_on: str | None = None, importing: float = 0.0) -> None:
-        self.name, self.fail_on, self.calls = name, fail_on, []  # type: ignore[var-annotated]
-        self.importing = importing  # seconds prepare() takes
-
-    def _call(self, what: str) -> None:
-        self.calls.append(what)
-        if what == self.fail_on:
-            raise OSError(28, "No space left on device")
-
-    def prepare(self) -> None:
-        if self.fail_on == "prepare":  # as a logger whose library is not installed
-            raise ImportError(f"No module named '{self.name}'", name=self.name)
-        time.sleep(self.importing)
-
-    def start(self, run: RunInfo, history: list[EpochStats], steps: list[Any]) -> None:
-        self._call("start")
-
-    def steps(self, points: list[Any]) -> None:
-        self._call(f"step {points[-1][0]}")
-
-    def epoch(self, stats: EpochStats) -> None:
-        self._call(f"epoch {stats.epoch}")
-
-    def digits(self, epoch: int, digits: Any) -> None:
-        self._call(f"digits {epoch}")
-
-    def finish(self, record: dict[str, Any]) -> None:
-        self._call("finish")
-
-    def close(self) -> None:
-        self._call("close")
 
 
 def test_a_failing_logger_stops_alone(caplog: pytest.LogCaptureFixture) -> None:
