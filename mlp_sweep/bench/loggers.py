@@ -119,8 +119,14 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="mlp_sweep-loggerbench-") as tmp:
         folder = Path(tmp)
         server, port = _start_visdom(folder) if "visdom" in settings else (None, 0)
-        measured: tuple[str, ...] = ("training", "run", "CPU", "other threads' CPU")
-        measured += ("loggers' processes' CPU", "server CPU")
+        measured = (
+            "training",
+            "run",
+            "CPU",
+            "other threads' CPU",
+            "loggers' processes' CPU",
+            "server CPU",
+        )
         times: dict[str, dict[str, list[float]]] = {s: {m: [] for m in measured} for s in settings}
         try:
             for i in range(args.repeats):

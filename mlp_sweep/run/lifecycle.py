@@ -298,7 +298,7 @@ class Lifecycle:
 
             x, y = self.data.x_test, self.data.y_test
             pred = self.state.history.test_pred  # the last epoch's evaluation, when trained here
-            if pred is None or len(pred) != len(y):
+            if pred is None:
                 pred = predict(self.state.model, x, self.cfg.trainer.eval_batch_size)
             counts = confusion(y, pred)
             totals = [sum(row) for row in counts]

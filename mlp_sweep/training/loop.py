@@ -226,8 +226,7 @@ def assess(
         loss_sum += loss_fn(logits, target, "sum")
         predicted.append(logits.argmax(dim=1))
         correct += (predicted[-1] == target).sum()
-    pred = predicted[0] if len(predicted) == 1 else torch.cat(predicted)
-    return loss_sum.item() / len(x), correct.item() / len(x), pred
+    return loss_sum.item() / len(x), correct.item() / len(x), torch.cat(predicted)
 
 
 def fit(
