@@ -1,237 +1,27 @@
 """Loggers that watch a run (TensorBoard, visdom) without ever being able to hurt it.
 
-Each logger gets its own daemon thread and queue: the training loop only enqueues, so a slow or
-dead server costs it nothing. A logger's library is imported on its thread as soon as the run
-opens its loggers, and training starts once that is done (bounded by PREPARE_SECONDS): an
-import is a burst of work under the interpreter's lock that would otherwise slow the first
-epoch, and it never waits on a network. On Linux the logger then runs in a process forked for
-it (mlp_sweep.loggers.forked), its thread here only passing it the calls: what it does with
-them holds no lock the training loop needs.
-
-The first error a logger raises turns it off for the rest of the run, with one warning line;
-`LoggerSet.failed` says which logger failed and why, and the runner puts that in the run's
-record (`loggers_failed`). At the end of a run each logger gets a bounded time to finish
-sending; one that does not is given up the same way.
-
-The loggers run inside the job, so they work wherever the job runs: in the command's process,
-in a parallel launcher's worker, in a SLURM job.
+registry.py names every logger and opens those a run's config turns on; logger_set.py fans a
+run's events out to them, each on its own thread (worker.py) and, on Linux, in a process of its
+own (forked.py); protocol.py is what a logger is; run_info.py what it is told about its run.
 """
 
-from __future__ import annotations
-
-import functools
-import logging
-import queue
-import re
-import threading
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from mlp_sweep import labels
-from mlp_sweep.config import LoggerConfig, is_run_setting
+from mlp_sweep.loggers.logger_set import PREPARE_SECONDS, STEPS_EVERY, LoggerSet
 from mlp_sweep.loggers.protocol import RunLogger, StepLoss, describe_failure
-from mlp_sweep.loggers.run_info import RunInfo
-from mlp_sweep.training.loop import EpochStats
+from mlp_sweep.loggers.registry import LOGGERS, open_loggers
+from mlp_sweep.loggers.run_info import CORE_HPARAMS, TB_DIR, RunInfo, folder_name, run_info
 
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from mlp_sweep.training.predict import Digits
-
-log = logging.getLogger(__name__)
-
-TB_DIR = "tb"  # <sweep>/tb/<run label>/: the sweep's TensorBoard runs, named as users think
-# Step points go to the loggers' threads in batches this many seconds apart: waking a thread
-# for every step would make it take the interpreter's lock from the training loop every step,
-# and every update of a visdom window costs its server time in proportion to the window.
-STEPS_EVERY = 1.0
-PREPARE_SECONDS = 30.0  # the longest a run waits for its loggers' imports before training
-
-# Shown in TensorBoard's HParams view for every run, beside the keys a job overrides.
-CORE_HPARAMS = (
-    "model.act",
-    "model.init",
-    "model.hidden",
-    "optim.name",
-    "optim.lr",
-    "trainer.batch_size",
-    "trainer.epochs",
-    "data.name",
-    "seed",
-)
-
-
-def run_info(
-    run_dir: Path,
-    params: dict[str, Any],
-    num: int | None,
-    overrides: list[str],
-    sweep_dir: Path | None,
-) -> RunInfo:
-    if sweep_dir is None:  # a single run: named by its folder, grouped with the other runs
-        label, group = run_dir.name, "runs"
-    else:
-        label = f"{num}: {labels.label(overrides, labels.swept_in_folder(sweep_dir))}"
-        group = sweep_dir.name
-    overridden = [labels.key_of(o) for o in overrides]
-    keys = list(CORE_HPARAMS) + [
-        k for k in overridden if k in params and k not in CORE_HPARAMS and not is_run_setting(k)
-    ]
-    label = label.strip()
-    events = run_dir if sweep_dir is None else sweep_dir / TB_DIR / folder_name(label)
-    return RunInfo(run_dir, label, group, params, {k: params.get(k) for k in keys}, events)
-
-
-def folder_name(label: str, limit: int = 120) -> str:
-    """A run's label as a folder name: "3: model.act=selu" -> "3 model.act=selu"."""
-    name = re.sub(r'[/\\:*?"<>|\s]+', " ", label).strip()
-    return name[:limit].rstrip() or "run"
-
-
-class _Worker:
-    """One logger's thread: runs its calls in order; stops calling it after its first error."""
-
-    def __init__(self, logger: RunLogger, on_error: Callable[[str, str], None]) -> None:
-        self.logger = logger
-        self.on_error = on_error
-        self.broken = False
-        self.prepared = threading.Event()  # prepare() returned or failed
-        self.calls: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(
-            target=self._loop, name=f"mlp_sweep-logger-{logger.name}", daemon=True
-        )
-        self.thread.start()
-
-    def submit(self, call: Callable[[], Any]) -> None:
-        if not self.broken:
-            self.calls.put(call)
-
-    def _loop(self) -> None:
-        while (call := self.calls.get()) is not None:
-            if self.broken:
-                continue
-            try:
-                call()
-            except Exception as err:  # a logger never fails a run
-                self.broken = True
-                self.on_error(self.logger.name, describe_failure(err))
-
-    def stop(self, timeout: float) -> bool:
-        """Let the queued calls finish, for at most timeout seconds. True when they did."""
-        self.calls.put(None)
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
-
-
-class LoggerSet:
-    """Fans a run's events out to its loggers; see the module's docstring for the promises."""
-
-    def __init__(self, loggers: list[tuple[RunLogger, float]]) -> None:
-        self._steps: list[tuple[int, Tensor]] = []  # not yet sent: tensors on the device
-        self._steps_sent = 0.0
-        self._sent: list[StepLoss] = []  # sent since the last flush_steps(), as floats
-        self.failed: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._workers = [(_Worker(lg, self._fail), timeout) for lg, timeout in loggers]
-        for worker, _ in self._workers:
-            worker.submit(functools.partial(self._prepare, worker))
-
-    @staticmethod
-    def _prepare(worker: _Worker) -> None:
-        try:
-            worker.logger.prepare()
-        finally:
-            worker.prepared.set()
-
-    @property
-    def names(self) -> list[str]:
-        return [w.logger.name for w, _ in self._workers]
-
-    def _fail(self, name: str, why: str) -> None:
-        with self._lock:
-            if name in self.failed:
-                return
-            self.failed[name] = why
-        log.warning("logger %s failed: %s; the run goes on without it", name, why)
-
-    def _each(self, method: str, *args: Any) -> None:
-        for worker, _ in self._workers:
-            worker.submit(functools.partial(getattr(worker.logger, method), *args))
-
-    def start(self, run: RunInfo, history: list[EpochStats], steps: list[StepLoss]) -> None:
-        """Queued for each logger; returns once their imports are done (at most
-        PREPARE_SECONDS), not their connections."""
-        self._each("start", run, list(history), list(steps))
-        deadline = time.monotonic() + PREPARE_SECONDS
-        for worker, _ in self._workers:
-            worker.prepared.wait(max(0.0, deadline - time.monotonic()))
-
-    def step(self, step: int, loss: Tensor) -> None:
-        """Kept here, a list append; sent on in a batch every STEPS_EVERY seconds (a tensor
-        read per batch: on a GPU one sync per second, none per step)."""
-        self._steps.append((step, loss))
-        if time.monotonic() - self._steps_sent >= STEPS_EVERY:
-            self._send_steps()
-
-    def _send_steps(self) -> None:
-        self._steps_sent = time.monotonic()
-        if not self._steps:
-            return
-        import torch
-
-        values = torch.stack([loss for _, loss in self._steps]).tolist()
-        points = [(step, float(v)) for (step, _), v in zip(self._steps, values, strict=True)]
-        self._steps.clear()
-        self._sent += points
-        self._each("steps", points)
-
-    def flush_steps(self) -> list[StepLoss]:
-        """Send the steps still kept; returns every point sent since the last call, read
-        from the device once for the loggers and the caller (the run's steps.csv) alike."""
-        self._send_steps()
-        points, self._sent = self._sent, []
-        return points
-
-    def epoch(self, stats: EpochStats) -> None:
-        self._send_steps()  # the epoch's last steps first
-        self._each("epoch", stats)
-
-    def digits(self, epoch: int, digits: Digits) -> None:
-        self._each("digits", epoch, digits)
-
-    def finish(self, record: dict[str, Any]) -> None:
-        self._each("finish", dict(record))
-
-    def close(self) -> dict[str, str]:
-        """Finish sending (bounded per logger); returns the failed loggers and why."""
-        self._send_steps()
-        self._each("close")
-        for worker, timeout in self._workers:
-            if not worker.stop(timeout):
-                self._fail(worker.logger.name, f"still sending after {timeout:g} s; given up")
-                abandon = getattr(worker.logger, "abandon", None)  # one in its own process
-                if abandon is not None:
-                    abandon()
-        with self._lock:
-            return dict(self.failed)
-
-
-def open_loggers(cfg: LoggerConfig) -> LoggerSet:
-    """The loggers cfg turns on. Their packages are imported on the logger's own thread, so a
-    missing extra is a logger failure (one warning), not a failed run."""
-    chosen: list[tuple[RunLogger, float]] = []
-    if cfg.tensorboard is not None:
-        from mlp_sweep.loggers.tensorboard import TensorBoardLogger
-
-        chosen.append((TensorBoardLogger(cfg.tensorboard), 30.0))
-    if cfg.visdom is not None:
-        from mlp_sweep.loggers.visdom import VisdomLogger
-
-        chosen.append((VisdomLogger(cfg.visdom), cfg.visdom.flush_timeout))
-    from mlp_sweep.loggers import forked
-
-    if forked.SUPPORTED:
-        chosen = [(forked.ForkedLogger(logger), timeout) for logger, timeout in chosen]
-    return LoggerSet(chosen)
+__all__ = [
+    "CORE_HPARAMS",
+    "LOGGERS",
+    "PREPARE_SECONDS",
+    "STEPS_EVERY",
+    "TB_DIR",
+    "LoggerSet",
+    "RunInfo",
+    "RunLogger",
+    "StepLoss",
+    "describe_failure",
+    "folder_name",
+    "open_loggers",
+    "run_info",
+]

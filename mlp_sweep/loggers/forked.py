@@ -5,7 +5,7 @@ records) is Python that holds the interpreter's lock while it runs, and the trai
 needs that lock between every two tensor operations: in the run's own process each
 millisecond of logging is close to a millisecond of training lost. In a child process it costs
 the training process a pickled message through a pipe, written and answered on the logger's
-thread (mlp_sweep.loggers._Worker), never on the training loop's.
+thread (mlp_sweep.loggers.worker), never on the training loop's.
 
 The child is forked after the logger's `prepare()`, so it starts with the library imported,
 and it knows nothing of the run but what it is sent. Its calls are answered in order, one by
@@ -83,6 +83,10 @@ class ForkedLogger:
         self.pid = 0
         self._calls = self._answers = -1  # our ends of the two pipes
         self._lock = threading.Lock()  # the pid is not killed once reaped (it may be reused)
+
+    @property
+    def finish_seconds(self) -> float:
+        return self.logger.finish_seconds
 
     def prepare(self) -> None:
         self.logger.prepare()  # the imports, here: the child starts with them done

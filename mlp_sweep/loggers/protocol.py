@@ -14,7 +14,11 @@ StepLoss = tuple[int, float]
 
 
 class RunLogger(Protocol):
-    name: str
+    name: str  # its key in mlp_sweep.loggers.registry.LOGGERS and in logger=<name>
+
+    @property
+    def finish_seconds(self) -> float:
+        """The longest its last calls may take at the run's end; past it, it is given up."""
 
     def prepare(self) -> None:
         """Import what the logger needs; the run starts training once this returns."""

@@ -1,10 +1,29 @@
-"""What every logger is told about the run it watches."""
+"""What every logger is told about the run it watches: its name, group and hyperparameters."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mlp_sweep import labels
+from mlp_sweep.config import is_run_setting
+
+TB_DIR = "tb"  # <sweep>/tb/<run label>/: the sweep's TensorBoard runs, named as users think
+
+# Shown in TensorBoard's HParams view for every run, beside the keys a job overrides.
+CORE_HPARAMS = (
+    "model.act",
+    "model.init",
+    "model.hidden",
+    "optim.name",
+    "optim.lr",
+    "trainer.batch_size",
+    "trainer.epochs",
+    "data.name",
+    "seed",
+)
 
 
 @dataclass(frozen=True)
@@ -20,3 +39,30 @@ class RunInfo:
     # TensorBoard's run selector shows "tb/3 model.act=selu" rather than "3"; a single run in
     # its own folder.
     events_dir: Path | None = None
+
+
+def run_info(
+    run_dir: Path,
+    params: dict[str, Any],
+    num: int | None,
+    overrides: list[str],
+    sweep_dir: Path | None,
+) -> RunInfo:
+    if sweep_dir is None:  # a single run: named by its folder, grouped with the other runs
+        label, group = run_dir.name, "runs"
+    else:
+        label = f"{num}: {labels.label(overrides, labels.swept_in_folder(sweep_dir))}"
+        group = sweep_dir.name
+    overridden = [labels.key_of(o) for o in overrides]
+    keys = list(CORE_HPARAMS) + [
+        k for k in overridden if k in params and k not in CORE_HPARAMS and not is_run_setting(k)
+    ]
+    label = label.strip()
+    events = run_dir if sweep_dir is None else sweep_dir / TB_DIR / folder_name(label)
+    return RunInfo(run_dir, label, group, params, {k: params.get(k) for k in keys}, events)
+
+
+def folder_name(label: str, limit: int = 120) -> str:
+    """A run's label as a folder name: "3: model.act=selu" -> "3 model.act=selu"."""
+    name = re.sub(r'[/\\:*?"<>|\s]+', " ", label).strip()
+    return name[:limit].rstrip() or "run"

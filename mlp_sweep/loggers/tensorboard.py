@@ -47,6 +47,7 @@ def hparam_value(value: Any) -> bool | int | float | str:
 
 class TensorBoardLogger:
     name = "tensorboard"
+    finish_seconds = 30.0  # its events go to a local file: only a stuck disk takes this long
 
     def __init__(self, cfg: TensorBoardConfig) -> None:
         self.cfg = cfg

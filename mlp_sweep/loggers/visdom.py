@@ -64,6 +64,7 @@ class VisdomLogger:
 
     def __init__(self, cfg: VisdomConfig) -> None:
         self.cfg = cfg
+        self.finish_seconds = cfg.flush_timeout
         self.vis: Visdom | None = None
         self.env = ""
         self.label = ""
