@@ -1,7 +1,7 @@
 """`python -m mlp_sweep` and the `mlp-sweep` script.
 
 A sweep's fork server (which imports torch once for all its workers) is started before anything
-else, so that its imports overlap the command's own (mlp_sweep.cli.early_workers); then the
+else, so that its imports overlap the command's own (mlp_sweep.launch.warm_pool); then the
 command runs (mlp_sweep.cli.main).
 """
 
@@ -16,9 +16,10 @@ def main() -> None:
         from mlp_sweep.run.interrupt import stacks_on_sigusr1
 
         stacks_on_sigusr1()
-        from mlp_sweep.cli.early_workers import start_workers
+        from mlp_sweep.cli.resume import resume_argv
+        from mlp_sweep.launch.warm_pool import start_workers
 
-        start_workers(sys.argv[1:])
+        start_workers(sys.argv[1:], replay=resume_argv)
         from mlp_sweep.cli.main import main as command
 
         command()

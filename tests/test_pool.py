@@ -1,4 +1,4 @@
-"""Workers started at the top of the command (mlp_sweep.cli.early_workers): the pool adopts them,
+"""Workers started at the top of the command (mlp_sweep.launch.warm_pool): the pool adopts them,
 kills the ones it does not need, and a command that stops before launching leaves none."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from mlp_sweep.cli.early_workers import expected_workers
+from mlp_sweep.cli.resume import resume_argv
 from mlp_sweep.launch import pool
+from mlp_sweep.launch.warm_pool import expected_workers
 from mlp_sweep.training import threads
 from tests.helpers import FORK_SERVER, processes, run_python
 
@@ -43,7 +44,7 @@ from tests.helpers import FORK_SERVER, processes, run_python
     ],
 )
 def test_the_command_line_says_how_many_workers_to_start(argv: list[str], workers: int) -> None:
-    assert expected_workers(argv, cores=8) == workers
+    assert expected_workers(argv, cores=8, replay=resume_argv) == workers
 
 
 def test_a_single_core_keeps_its_core() -> None:

@@ -105,10 +105,10 @@ class ParallelLauncher(Launcher):
 
     def _pool_for(self, jobs: int, job_overrides: Sequence[Sequence[str]], what: str) -> Any:
         """The pool for `jobs` payloads: the one kept from an earlier launch if its shape fits."""
-        from mlp_sweep.cli.early_workers import PRELOAD
         from mlp_sweep.launch.jobs import HydraJobs, threads_asked
         from mlp_sweep.launch.pool import Pool
         from mlp_sweep.launch.task import is_mlp_sweep_task
+        from mlp_sweep.launch.warm_pool import PRELOAD
         from mlp_sweep.training import threads
 
         assert self.config and self.hydra_context and self.task_function

@@ -1,4 +1,4 @@
-"""The default launcher's fork server, started at the top of the command instead of at launch.
+"""The worker pool's fork server, started at the top of the command instead of at launch.
 
 The pool's workers are forked from one server process that imports what a job runs, torch
 above all (~3 s of CPU; mlp_sweep.launch.pool). The command's own start is Hydra's set-up and
@@ -11,9 +11,14 @@ yet, and torch must not be imported here): the grid's size on the command line, 
 `hydra.launcher.n_jobs` and `trainer.threads` where given, counted by threads.split() as the
 launcher counts them. Where the line does not say, or another launcher or sweeper may run the
 jobs, the server starts at launch instead.
+
+The command line is read as Hydra will read it: `replay` is the command's own rewriting of it
+(mlp_sweep.cli.resume.resume_argv for `--resume DIR`), given by the entry point.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from mlp_sweep.launch import pool
 from mlp_sweep.training import threads
@@ -24,30 +29,33 @@ PRELOAD = "mlp_sweep.run.runner"
 # hydra/launcher choices whose pool may start early. Not fused: with fuse=auto it times a stack
 # against runs alone in this process before launching, which workers still importing would skew.
 LAUNCHERS = ("parallel",)
+# The command line as the command rewrites it before Hydra reads it (see the module's docstring).
+Replay = Callable[[list[str]], list[str]]
 
 
-def start_workers(argv: list[str]) -> None:
-    if expected_workers(argv) > 0:
+def start_workers(argv: list[str], replay: Replay | None = None) -> None:
+    if expected_workers(argv, replay=replay) > 0:
         pool.warm_up(PRELOAD)
 
 
-def expected_workers(argv: list[str], cores: int | None = None) -> int:
+def expected_workers(
+    argv: list[str], cores: int | None = None, replay: Replay | None = None
+) -> int:
     """How many workers the launcher will want for this command line, as far as it says
     (0: not said, or none: the server is not started early).
 
     At most what the sweep will use, as far as its line tells, and one fewer than the cores.
     """
     try:
-        return _expected(argv, cores or threads.cores())
+        return _expected(replay(argv) if replay else argv, cores or threads.cores())
     except Exception:  # a malformed line: the command itself will say what is wrong
         return 0
 
 
 def _expected(argv: list[str], cores: int) -> int:
-    from mlp_sweep.cli.resume import resume_argv
     from mlp_sweep.hydra_compat import parse_args
 
-    args = parse_args(resume_argv(argv))
+    args = parse_args(argv)
     flags = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
     others = (args.config_path, args.config_name, args.config_dir, args.experimental_rerun)
     if not args.multirun or any(flags) or any(x is not None for x in others):
