@@ -98,6 +98,7 @@ def test_a_resumed_run_keeps_its_steps_and_its_events_say_so(
     """Stopped by Ctrl-C after epoch 2 of 3, with rows of epoch 3 and a torn line after the
     checkpoint's (a kill in the middle of epoch 3's append), and resumed: steps.csv equals an
     uninterrupted run's, and TensorBoard's events hold each step once, as steps.csv says."""
+    pytest.importorskip("tensorboard", reason='needs the viz extra: pip install ".[viz]"')
     from tensorboard.backend.event_processing import event_accumulator
 
     def config() -> Config:
