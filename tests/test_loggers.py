@@ -54,6 +54,17 @@ def needs_tensorboard() -> Any:
     return event_accumulator.EventAccumulator
 
 
+def chromium_or_skip() -> None:
+    """Skip the screenshots, saying why, where chromium is missing; fail in CI (CI set, as
+    .ci/run is run), which installs it: a broken install there must not pass as a skip."""
+    if chromium():
+        return
+    why = "no screenshots: Debian's chromium is not installed (bash .ci/install-chromium.sh)"
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"CI={os.environ['CI']}: {why}", pytrace=False)
+    pytest.skip(why)
+
+
 TINY = ["data=synthetic", "data.n_train=400", "data.n_test=200", "trainer.batch_size=50"]
 MNIST_TINY = [
     "data.limit_train=400",
@@ -256,8 +267,7 @@ def test_tensorboard_and_visdom_serve_every_runs_history(
 
     # visdom's page, offline: its scripts come from the npm registry at install time
     # (`python -m mlp_sweep.visdom_server --install-page`), or the page is blank.
-    if not chromium():
-        pytest.skip("no screenshots: Debian's chromium is not installed (.ci/install-chromium.sh)")
+    chromium_or_skip()
     shots.append(screenshot(f"http://127.0.0.1:{port}/env/{env}", tmp_path / "visdom.png"))
     keep = os.environ.get("MLP_SWEEP_SCREENSHOTS")  # a folder to keep them in (docs/img)
     for shot in shots if keep else []:
