@@ -83,15 +83,12 @@ else:
         def _resources(self, job_overrides: Sequence[Sequence[str]]) -> dict[str, Any]:
             """The launcher's parameters with the nulls that follow the sweep filled in."""
             from mlp_sweep.launch.jobs import threads_asked
+            from mlp_sweep.launch.slurm_resources import slurm_resources
 
             assert self.config is not None
-            params = dict(self.params)
-            if params.get("cpus_per_task") is None:  # one array: the largest any job asks for
-                params["cpus_per_task"] = threads_asked(self.config, job_overrides) or 1
-            if params.get("gpus_per_node") is None:
-                device = str(OmegaConf.select(self.config, "device", default="cpu"))
-                params["gpus_per_node"] = 1 if device.startswith("cuda") else 0
-            return params
+            threads = threads_asked(self.config, job_overrides)
+            device = str(OmegaConf.select(self.config, "device", default="cpu"))
+            return slurm_resources(dict(self.params), threads, device)
 
         def launch(
             self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
