@@ -55,6 +55,14 @@ def test_never_and_unstackable_jobs_run_alone() -> None:
     assert sorted(sizes(FuseGroups("always").units(jobs, configs, 1, 1))) == [1, 3]
 
 
+@pytest.mark.parametrize("fuse", ["always", "auto"])
+def test_a_group_below_min_group_runs_alone_without_timing(fuse: str) -> None:
+    jobs, configs = sweep(3)
+    groups = FuseGroups(fuse, min_group=4)
+    assert sizes(groups.units(jobs, configs, 1, 1)) == [1, 1, 1]
+    assert groups.measured == []  # nothing to time: fuse=auto would not stack it anyway
+
+
 def test_describe_says_what_was_stacked() -> None:
     groups = FuseGroups("always")
     assert groups.describe([[(0, [])], [(1, [])]]) == " (none fused)"

@@ -59,13 +59,13 @@ class FuseGroups:
                 groups.setdefault(key, []).append(job)
         units = []
         for members in groups.values():
+            if len(members) < self.min_group:
+                units += [[job] for job in members]
+                continue
             members.sort(key=lambda job: configs[job[0]].seed)  # one seed a stack where possible
             n_chunks = max(
                 -(-len(members) // self.max_group), min(workers, len(members) // self.min_group)
             )
-            if n_chunks == 0:
-                units += [[job] for job in members]
-                continue
             size = -(-len(members) // n_chunks)
             chunks = [members[i : i + size] for i in range(0, len(members), size)]
             if self.fuse == "auto" and not self.pays([configs[i] for i, _ in chunks[0]], per_job):
