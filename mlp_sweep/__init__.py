@@ -27,16 +27,16 @@ __all__ = ["SweepError", "compare", "history", "load", "sweep", "table"]
 
 if TYPE_CHECKING:
     from mlp_sweep.cli.api import SweepError, sweep
-    from mlp_sweep.report.compare import compare, table
     from mlp_sweep.results.collect import history, load
+    from mlp_sweep.results.compare import compare, table
 
 _PUBLIC = {
     "load": "mlp_sweep.results.collect",
     "history": "mlp_sweep.results.collect",
     "sweep": "mlp_sweep.cli.api",
     "SweepError": "mlp_sweep.cli.api",
-    "compare": "mlp_sweep.report.compare",
-    "table": "mlp_sweep.report.compare",
+    "compare": "mlp_sweep.results.compare",
+    "table": "mlp_sweep.results.compare",
 }
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import mlp_sweep
-from mlp_sweep.report.compare import holm, t_two_sided_p
+from mlp_sweep.results.compare import holm, t_two_sided_p
 
 SMALL = [
     "data=synthetic",

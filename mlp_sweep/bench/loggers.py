@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from mlp_sweep.config import Config, LoggerConfig, TensorBoardConfig, VisdomConfig
+from mlp_sweep.status import Status
 
 SETTINGS = ("none", "visdom", "tensorboard")
 
@@ -147,7 +148,7 @@ def main(argv: list[str]) -> int:
                     got["server CPU"].append(
                         _cpu_seconds(server.pid) - served if server is not None else 0.0
                     )
-                    if record["status"] != "ok" or record["loggers_failed"]:
+                    if record["status"] != Status.OK or record["loggers_failed"]:
                         raise SystemExit(
                             f"{setting}: {record['status']} {record['loggers_failed']}"
                         )

@@ -13,8 +13,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from mlp_sweep.labels import MULTIRUN_FILE
-from mlp_sweep.report.compare import compare
-from mlp_sweep.report.stats import Estimate
+from mlp_sweep.results.compare import compare
+from mlp_sweep.results.stats import Estimate
 from mlp_sweep.results.summary import job_dirs
 from mlp_sweep.run.record import read_metrics
 from mlp_sweep.status import Status

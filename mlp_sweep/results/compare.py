@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from mlp_sweep.report.stats import Estimate
+from mlp_sweep.results.stats import Estimate
+from mlp_sweep.status import Status
 
 LEVEL = 0.05
 
@@ -72,7 +73,7 @@ def compare(
     for key in (by, metric, *paired_on):
         if key not in frame:
             raise KeyError(f"{key}: not a column of the frame; it has {', '.join(frame.columns)}")
-    runs = frame[frame["status"].eq("ok")] if "status" in frame else frame
+    runs = frame[frame["status"].eq(Status.OK)] if "status" in frame else frame
     match = list(paired_on)
     wide = runs.pivot_table(
         index=match, columns=by, values=metric, aggfunc="first", dropna=False, sort=False
@@ -109,7 +110,7 @@ def table(
 ) -> pd.DataFrame:
     """`metric`'s mean ± sd over the ok runs of each (rows, cols) cell, with their count:
     "0.9345 ± 0.0012 (5)". Levels in their order of appearance."""
-    runs = frame[frame["status"].eq("ok")] if "status" in frame else frame
+    runs = frame[frame["status"].eq(Status.OK)] if "status" in frame else frame
     keys = [rows] if cols is None else [rows, cols]
     groups = runs.groupby(keys, sort=False, dropna=False)[metric]
     stats = groups.agg(["mean", "std", "count"])
