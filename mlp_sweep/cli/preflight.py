@@ -119,7 +119,7 @@ def check_job(cfg: Config, run_dir: Path | None, checked: set[tuple[str, str]]) 
     if run_dir is None or not run_dir.exists():
         return None
     prior = prior_record(run_dir, cfg)  # raises ConfigMismatch
-    return prior.get("status") if prior else None
+    return prior.status if prior.readable else None
 
 
 @dataclass

@@ -8,7 +8,8 @@ A run is a folder holding a metrics.json; its sweep is the folder above it when 
 sweep's multirun.yaml (a single run is its own sweep). Each row carries the run's whole flat
 config (metrics.json's params: every key, not only the swept ones, so sweeps that swept
 different keys line up), its status, final and best metrics, and where its history is. A run
-whose record cannot be read is listed with status `unreadable`, never dropped in silence.
+whose record cannot be read is listed with status `unreadable`, never dropped in silence; each
+status is mlp_sweep.run.reader's, as the summary's (a dead `running` run is `incomplete`).
 
 The same config and seed in two sweeps is a rerun: the `rerun` column marks every copy, and
 `reruns="newest"` keeps only the latest one. Reruns of the same code (git commit) on a CPU
@@ -18,7 +19,6 @@ give the same numbers; where they do not, one warning line says which runs disag
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -29,8 +29,9 @@ import pandas as pd
 
 from mlp_sweep.config import is_run_setting
 from mlp_sweep.labels import MULTIRUN_FILE
-from mlp_sweep.results.summary import METRIC_COLUMNS, grouped
-from mlp_sweep.run.record import HISTORY_FILE, METRICS_FILE, job_order, read_metrics
+from mlp_sweep.results.summary import METRIC_COLUMNS, cell
+from mlp_sweep.run.reader import read_run, warning_line
+from mlp_sweep.run.record import HISTORY_FILE, METRICS_FILE, job_order
 from mlp_sweep.status import Status
 
 log = logging.getLogger(__name__)
@@ -83,20 +84,14 @@ def _row(run_dir: Path) -> dict[str, Any]:
         "run_dir": str(run_dir),
         "history": str(run_dir / HISTORY_FILE),
     }
-    try:
-        record = read_metrics(run_dir)
-    except (OSError, ValueError) as err:
-        log.warning("%s: unreadable (%s); listed as unreadable", run_dir / METRICS_FILE, err)
-        return {**row, "status": Status.UNREADABLE.value, "error": f"unreadable {METRICS_FILE}"}
-    params = record.get("params") or {}
-    row.update({key: _cell(value) for key, value in params.items() if key != "device"})
+    record = read_run(run_dir)
+    if not record.readable:
+        log.warning("%s", warning_line(record))
+        return {**row, "status": record.status.value, "error": record.error}
+    row.update({key: cell(value) for key, value in record.params.items() if key != "device"})
     row.update({key: record.get(key) for key in FIELDS})  # device: the one the run used
-    row["git"] = (record.get("git") or {}).get("commit")
+    row.update(status=record.status.value, error=record.error, git=record.git_commit)
     return row
-
-
-def _cell(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, list | dict) else value
 
 
 def load(*paths: str | os.PathLike[str], reruns: Literal["all", "newest"] = "all") -> pd.DataFrame:
@@ -186,9 +181,3 @@ def varying(frame: pd.DataFrame) -> list[str]:
         for c in config_columns(frame)
         if c != "seed" and frame[c].astype(str).nunique(dropna=False) > 1
     ]
-
-
-def by_config(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration (the varying config columns; seeds pooled): n_runs, n_ok, the
-    sweeps it ran in, and the metrics' mean and std over its ok runs (as summary_by_config.csv)."""
-    return grouped(frame, varying(frame) or ["configuration"], sweeps=("sweep", "nunique"))

@@ -14,7 +14,6 @@ runs that buries what matters. Here:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -26,8 +25,12 @@ from typing import IO
 
 from mlp_sweep import labels
 from mlp_sweep.results import console_filter
-from mlp_sweep.run.record import METRICS_FILE, job_order
+from mlp_sweep.run.reader import job_dirs, read_run
 from mlp_sweep.status import FINISHED, Status
+
+# A record that says `running` reads `running elsewhere` from the command's process while its
+# job's process trains it (mlp_sweep.run.reader): both are a run in progress here.
+RUNNING = (Status.RUNNING, Status.RUNNING_ELSEWHERE)
 
 
 def is_terminal(stream: IO[str]) -> bool:
@@ -43,7 +46,7 @@ def _clock(seconds: float) -> str:
 @dataclass
 class _Run:
     label: str
-    status: str
+    status: Status
     epochs_done: int
     epochs: int | None
     test_acc: float | None
@@ -54,25 +57,23 @@ class _Run:
     finished_at: str | None
 
 
-def read_run(job_dir: Path, swept: set[str] | None) -> _Run | None:
-    """The run's record as the console needs it, or None while it has none (or is mid-write)."""
-    try:
-        record = json.loads((job_dir / METRICS_FILE).read_bytes())
-    except (OSError, ValueError):
+def read_progress(job_dir: Path, swept: set[str] | None) -> _Run | None:
+    """The run's record as the console needs it (mlp_sweep.run.reader's), or None while it
+    has none (or is mid-write)."""
+    record = read_run(job_dir)
+    if not record.readable:
         return None
-    if not isinstance(record, dict):
-        return None
-    params = record.get("params") or {}
+    epochs = record.params.get("trainer.epochs")
     return _Run(
-        label=labels.label(list(record.get("overrides") or []), swept) or job_dir.name,
-        status=str(record.get("status")),
-        epochs_done=int(record.get("epochs_done") or 0),
-        epochs=params.get("trainer.epochs"),
+        label=labels.label(record.overrides, swept) or job_dir.name,
+        status=record.status,
+        epochs_done=record.epochs_done,
+        epochs=epochs if isinstance(epochs, int) else None,
         test_acc=record.get("test_acc"),
         train_loss=record.get("train_loss"),
-        train_seconds=float(record.get("train_seconds") or 0.0),
-        error=record.get("error"),
-        loggers_failed=record.get("loggers_failed") or {},
+        train_seconds=record.train_seconds,
+        error=record.error,
+        loggers_failed=record.loggers_failed,
         finished_at=record.get("finished_at"),
     )
 
@@ -117,17 +118,12 @@ class Progress:
         self._lock = threading.Lock()
 
     def _job_dirs(self) -> list[Path]:
-        try:
-            entries = [e for e in os.scandir(self.sweep_dir) if e.is_dir()]
-        except OSError:
-            return []
-        entries.sort(key=lambda e: job_order(e.name))
-        return [Path(e.path) for e in entries]
+        return job_dirs(self.sweep_dir)
 
     def start(self) -> None:
         for job_dir in self._job_dirs():  # a resume: what finished before is not news
-            run = read_run(job_dir, self.swept)
-            if run is not None and run.status != Status.RUNNING:
+            run = read_progress(job_dir, self.swept)
+            if run is not None and run.status not in RUNNING:
                 self._before[job_dir.name] = run.finished_at
                 if run.status in FINISHED:
                     self._done.add(job_dir.name)
@@ -162,15 +158,16 @@ class Progress:
                 name = job_dir.name
                 if name in self._done:
                     continue
-                run = read_run(job_dir, self.swept)
+                run = read_progress(job_dir, self.swept)
                 if run is None:
                     continue
-                if run.status == Status.RUNNING or (
+                if run.status in RUNNING:
+                    self._running[name] = run
+                    continue
+                if run.status == Status.INCOMPLETE or (
                     name in self._before and self._before[name] == run.finished_at
                 ):
-                    if run.status == Status.RUNNING:
-                        self._running[name] = run
-                    continue
+                    continue  # a dead run is no news: a retry or --resume goes on with it
                 self._done.add(name)
                 self._running.pop(name, None)
                 self._count += 1

@@ -83,14 +83,15 @@ def summarize_many(folder: Path, newest: bool) -> int:
     summary_all.csv (a row per run) and summary_all_by_config.csv in the folder."""
     import pandas as pd
 
-    from mlp_sweep.results.collect import ALL_BY_CONFIG_FILE, ALL_FILE, by_config, load
+    from mlp_sweep.results.collect import ALL_BY_CONFIG_FILE, ALL_FILE, load, varying
+    from mlp_sweep.results.summary import by_config
     from mlp_sweep.run.record import write_bytes_atomic
 
     frame = load(folder, reruns="newest" if newest else "all")
     if frame.empty:
         print(f"mlp_sweep.summary: error: {folder}: no runs found under it", file=sys.stderr)
         return 2
-    grouped = by_config(frame)
+    grouped = by_config(frame, varying(frame))
     for name, table in ((ALL_FILE, frame), (ALL_BY_CONFIG_FILE, grouped)):
         write_bytes_atomic(folder / name, table.to_csv(index=False).encode())
     shown = grouped.copy()

@@ -2,15 +2,17 @@
 
     python -m mlp_sweep.summary outputs/sweeps/<sweep>   # rebuild for any existing sweep
 
-A job folder whose metrics.json is missing, torn or foreign still gets its row, with status
-`incomplete` or `unreadable` and a warning naming the file: a summary never crashes on the
-runs it cannot read, and never hides them. A run whose record says `running` is `running
-elsewhere` while another process holds its lock, else `incomplete` (its process died).
+Every job folder gets its row, read by mlp_sweep.run.reader (whose rules settle each status):
+one whose metrics.json is missing, torn or foreign is `incomplete` or `unreadable`, with a
+warning naming the folder, so a summary never crashes on the runs it cannot read and never
+hides them; a run whose record says `running` is `running elsewhere` while another process
+holds its lock, else `incomplete` (its process died).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,13 +24,8 @@ import yaml
 
 from mlp_sweep.errors import MlpSweepError
 from mlp_sweep.labels import MULTIRUN_FILE, key_of
-from mlp_sweep.run import lock
-from mlp_sweep.run.record import (
-    METRICS_FILE,
-    job_order,
-    read_metrics,
-    write_bytes_atomic,
-)
+from mlp_sweep.run.reader import HYDRA_DIR, job_dirs, read_run, warning_line
+from mlp_sweep.run.record import METRICS_FILE, write_bytes_atomic
 from mlp_sweep.search.objectives import DEFAULT_OBJECTIVE, as_list, pareto_front
 from mlp_sweep.status import FINISHED, Status
 
@@ -68,54 +65,31 @@ def parse_override(text: str) -> tuple[str, str]:
     return key_of(text), text.partition("=")[2]
 
 
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    """Folders of the sweep's jobs: those Hydra made (.hydra/) or holding a record."""
-    found = [
-        d
-        for d in sweep_dir.iterdir()
-        if d.is_dir() and ((d / ".hydra").is_dir() or (d / METRICS_FILE).exists())
-    ]
-    return sorted(found, key=lambda d: job_order(d.name))
-
-
 def _job_overrides(job_dir: Path) -> list[str]:
     try:
-        listed = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
+        listed = yaml.safe_load((job_dir / HYDRA_DIR / "overrides.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return []
     return [str(o) for o in listed] if isinstance(listed, list) else []
 
 
-def _cell(value: Any) -> Any:
-    return str(value) if isinstance(value, list | dict) else value
+def cell(value: Any) -> Any:
+    """A record's value as one table cell: a list or mapping as its JSON text."""
+    return json.dumps(value) if isinstance(value, list | dict) else value
 
 
 def load_row(job_dir: Path, extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], list[str]]:
     """One summary row (without override columns) and the job's overrides; `extra`: more of
     the record's fields to carry (a search's objectives)."""
+    record = read_run(job_dir)
     row: dict[str, Any] = {"run_dir": str(job_dir)}
-    try:
-        record = read_metrics(job_dir)
-    except FileNotFoundError:
-        log.warning("%s: no %s; listed as incomplete", job_dir, METRICS_FILE)
-        row.update(status=Status.INCOMPLETE, error=f"no {METRICS_FILE}")
-        return row, _job_overrides(job_dir)
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        log.warning("%s: unreadable (%s); listed as unreadable", job_dir / METRICS_FILE, err)
-        row.update(status=Status.UNREADABLE, error=f"unreadable {METRICS_FILE}")
+    if not record.readable:
+        log.warning("%s", warning_line(record))
+        row.update(status=record.status, error=record.error)
         return row, _job_overrides(job_dir)
     row.update({k: record.get(k) for k in (*METRIC_COLUMNS, *extra) if k != "run_dir"})
-    if row["status"] == Status.RUNNING:
-        holder = lock.holder(job_dir)
-        if holder is not None:
-            row["status"], row["error"] = Status.RUNNING_ELSEWHERE, f"being trained by {holder}"
-        else:
-            row["status"], row["error"] = (
-                Status.INCOMPLETE,
-                row.get("error") or "run did not finish",
-            )
-    row["_params"] = record.get("params") or {}
-    return row, record.get("overrides") or _job_overrides(job_dir)
+    row.update(status=record.status, error=record.error, _params=record.params)
+    return row, record.overrides or _job_overrides(job_dir)
 
 
 def build_summary(sweep_dir: Path) -> pd.DataFrame:
@@ -135,7 +109,7 @@ def build_summary(sweep_dir: Path) -> pd.DataFrame:
                 continue
             if key not in keys:
                 keys.append(key)
-            row[key] = _cell(params.get(key, value))
+            row[key] = cell(params.get(key, value))
         rows.append(row)
     if not rows:
         raise SummaryError(
@@ -220,20 +194,21 @@ def override_keys(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in METRIC_COLUMNS]
 
 
-def by_config(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """Mean and std over seeds of each configuration, or None when seed was not swept.
+def seeds_swept(frame: pd.DataFrame) -> bool:
+    return bool(frame["seed"].nunique(dropna=True) > 1)
 
-    Counts cover every run; means and stds only the `ok` ones.
+
+def by_config(frame: pd.DataFrame, keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per configuration, seeds pooled: n_runs, n_ok, the sweeps it ran in (a frame
+    from mlp_sweep.load), and the mean and std of AGGREGATED over its `ok` runs.
+
+    `keys` name a configuration ("configuration": all runs in one); by default a summary's
+    swept keys, and the device where it differs between runs.
     """
-    if frame["seed"].nunique(dropna=True) < 2:
-        return None
-    keys = override_keys(frame) + (["device"] if frame["device"].nunique() > 1 else [])
-    return grouped(frame, keys or ["configuration"])
-
-
-def grouped(frame: pd.DataFrame, keys: list[str], **counts: tuple[str, str]) -> pd.DataFrame:
-    """One row per value of `keys` ("configuration": all runs in one): n_runs, n_ok, any more
-    `counts` (name=(column, aggregation)), and the mean and std of AGGREGATED over the ok runs."""
+    if keys is None:
+        keys = override_keys(frame) + (["device"] if frame["device"].nunique() > 1 else [])
+    counts = {"sweeps": ("sweep", "nunique")} if "sweep" in frame else {}
+    keys = list(keys) or ["configuration"]
     frame = frame.assign(ok=frame["status"].eq(Status.OK), configuration="all")
     frame[AGGREGATED] = frame[AGGREGATED].apply(pd.to_numeric, errors="coerce")
     sizes = frame.groupby(keys, dropna=False, sort=False).agg(
@@ -257,9 +232,8 @@ def write_summary(sweep_dir: Path) -> pd.DataFrame:
     sweep_dir = Path(sweep_dir)
     frame = build_summary(sweep_dir)
     write_bytes_atomic(sweep_dir / SUMMARY_FILE, _csv_bytes(frame))
-    grouped = by_config(frame)
-    if grouped is not None:
-        write_bytes_atomic(sweep_dir / BY_CONFIG_FILE, _csv_bytes(grouped))
+    if seeds_swept(frame):
+        write_bytes_atomic(sweep_dir / BY_CONFIG_FILE, _csv_bytes(by_config(frame)))
     return frame
 
 

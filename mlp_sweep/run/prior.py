@@ -11,8 +11,8 @@ from typing import Any
 
 from mlp_sweep.config import Config, flatten, is_run_setting
 from mlp_sweep.errors import ConfigMismatch
-from mlp_sweep.run.record import CHECKPOINT_FILE, load_checkpoint, read_metrics
-from mlp_sweep.status import Status
+from mlp_sweep.run.reader import Record, read_run
+from mlp_sweep.run.record import CHECKPOINT_FILE, load_checkpoint
 
 
 def run_params(cfg: Config) -> dict[str, Any]:
@@ -33,18 +33,16 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
     return shown + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
 
 
-def prior_record(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
-    """What run_dir already holds for this config: its record, or None for a fresh folder.
+def prior_record(run_dir: Path, cfg: Config) -> Record:
+    """What run_dir already holds (mlp_sweep.run.reader's Record: `incomplete` for a fresh
+    folder), after checking that it belongs to this config.
 
     Raises ConfigMismatch when the record or checkpoint there belongs to another config.
     A torn or foreign metrics.json is no finished result, so it does not block a re-run.
     """
     params = run_params(cfg)
-    try:
-        record: dict[str, Any] | None = read_metrics(run_dir)
-    except (OSError, ValueError):
-        record = None
-    old = record.get("params") if record else None
+    record = read_run(run_dir)
+    old = record.params if record.readable else None
     if old is None and (run_dir / CHECKPOINT_FILE).exists():
         try:
             old = json.loads(load_checkpoint(run_dir / CHECKPOINT_FILE)["params"])
@@ -56,9 +54,3 @@ def prior_record(run_dir: Path, cfg: Config) -> dict[str, Any] | None:
             "choose a new folder (hydra.sweep.dir / hydra.run.dir) or delete that one"
         )
     return record
-
-
-def prior_status(run_dir: Path, cfg: Config) -> Status | None:
-    """The status run_dir's record holds for this config, or None for a fresh folder."""
-    prior = prior_record(run_dir, cfg)
-    return Status(prior["status"]) if prior and prior.get("status") in set(Status) else None
