@@ -24,8 +24,8 @@ EPOCHS = 3
 STACKED_ONLY_KEYS = {"fused"}  # which jobs trained together
 STACKED_ONLY_LINES = [
     r"trained stacked with jobs #0, #4 \(hydra/launcher=fused\)",
-    # The group trained it before Hydra's run_job, whose task then finds it finished.
-    r".*/\d: already finished \(ok\), skipped",
+    # The stack trained it before Hydra's run_job, whose task then reports how it ended.
+    r".*/\d: ended in its stack \(ok\)",
 ]
 
 

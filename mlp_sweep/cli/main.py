@@ -19,7 +19,7 @@ from typing import Any, cast
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mlp_sweep.cli.checks import check_flags, check_keys, error_line, value_choices
 from mlp_sweep.cli.preflight import KNOWN, preflight
@@ -27,7 +27,7 @@ from mlp_sweep.cli.resume import quote, resume_argv
 from mlp_sweep.config import register_configs, to_config
 from mlp_sweep.errors import ConfigMismatch, MlpSweepError
 from mlp_sweep.hydra_compat import known_mode, parse_args
-from mlp_sweep.launch.task import records_runs
+from mlp_sweep.launch.task import job_info, records_runs
 from mlp_sweep.paths import CONF_DIR
 from mlp_sweep.results import sweep_callback as callbacks
 from mlp_sweep.run.interrupt import (
@@ -50,17 +50,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
     """One job. Returns its best test accuracy: what a search (hydra/sweeper=...) maximizes."""
     # Here, not at the top: torch comes with it, and the command's own process needs none
     # where its jobs run in workers (they import it while the command checks the jobs).
-    from mlp_sweep.run.runner import JobInfo, run
-    from mlp_sweep.search.trial import trial_link
+    from mlp_sweep.run.runner import run
 
     hc = HydraConfig.get()
-    trial = trial_link(hc, int(cfg.trainer.epochs)) if hc.mode == RunMode.MULTIRUN else None
-    job = JobInfo(
-        num=OmegaConf.select(cast(DictConfig, hc), "job.num", default=None),  # unset in a run
-        overrides=list(hc.overrides.task),
-        sweep_dir=Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None,
-        prune=trial.should_prune if trial is not None else None,
-    )
+    job = job_info(cast(DictConfig, hc), int(cfg.trainer.epochs), hc.mode == RunMode.MULTIRUN)
     run_dir = Path(hc.runtime.output_dir)
     if hc.mode == RunMode.RUN:
         callbacks.ACTIVE.run_dir = run_dir

@@ -8,12 +8,12 @@ process is training is then not touched at all; the job comes back as skipped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -23,9 +23,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlp_sweep.launch.task import is_mlp_sweep_task, job_dir, reads_hydra_config
-from mlp_sweep.run import lock
-from mlp_sweep.run.record import now_iso, read_metrics
-from mlp_sweep.status import FINISHED
+from mlp_sweep.run.runner import claim
+from mlp_sweep.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +113,6 @@ class HydraJobs:
         return config
 
 
-def _finished(folder: Path) -> bool:
-    try:
-        return read_metrics(folder).get("status") in FINISHED
-    except (OSError, ValueError):
-        return False
-
-
 def run_locked(
     hydra_context: HydraContext,
     task_function: TaskFunction,
@@ -142,11 +134,9 @@ def run_locked(
         return run()
     if reads_hydra_config(config):
         HydraConfig.instance().set_config(config)  # a deep copy of hydra's node: not per job
-    folder = job_dir(config)
-    if _finished(folder):  # final: the task skips it; its lock file is not rewritten
+    with contextlib.ExitStack() as held:
+        # Finished: the task skips it (its lock file is not rewritten); else locked here.
+        found = claim(job_dir(config), None, held)
+        if found is not None and found.status == Status.RUNNING_ELSEWHERE:
+            return skipped(overrides, config, f"mlp_sweep: {found.error}")
         return run()
-    try:
-        with lock.holding(folder, since=now_iso()):
-            return run()
-    except lock.RunLocked as err:
-        return skipped(overrides, config, f"mlp_sweep: {err}")

@@ -1,5 +1,5 @@
 """What the launchers need to know of a sweep's task and of a job's config, shared by the
-worker's job (jobs.py) and the stacked group (stacked_group.py)."""
+worker's job (jobs.py), the stacked group (stacked_group.py) and the task itself."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import re
 from pathlib import Path
 
 from hydra.types import TaskFunction
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from mlp_sweep.run.lifecycle import JobInfo
 
 # Set on mlp_sweep's own task function (mlp_sweep.cli.main) by `records_runs`.
 MARKER = "__mlp_sweep_task__"
@@ -52,3 +54,19 @@ def reads_hydra_config(config: DictConfig) -> bool:
     sweep = config.hydra.sweep
     raw = f"{sweep._get_node('dir')._value()} {sweep._get_node('subdir')._value()}"
     return "${" in _SELF_CONTAINED.sub("", raw)
+
+
+def job_info(hydra: DictConfig, epochs: int, multirun: bool) -> JobInfo:
+    """Where a job sits in its sweep, from its Hydra node (HydraConfig.get(), or a composed
+    config's `hydra`): its number, overrides, sweep folder and, for a trial of mlp_sweep's
+    search with a pruner, the link through which its epochs reach the study. The same for a
+    job run alone and for a member of a stack."""
+    from mlp_sweep.search.trial import trial_link
+
+    trial = trial_link(hydra, epochs) if multirun else None
+    return JobInfo(
+        num=OmegaConf.select(hydra, "job.num", default=None),  # unset in a single run
+        overrides=list(hydra.overrides.task),
+        sweep_dir=Path(str(hydra.sweep.dir)) if multirun else None,
+        prune=trial.should_prune if trial is not None else None,
+    )

@@ -1,7 +1,7 @@
 """One run's record from its start to its end, kept the same way whoever trains it.
 
-A run trained alone (mlp_sweep.run.runner) and a member of a stack (mlp_sweep.launch.
-stacked_group) go through the same five moments, so their folders hold the same files with the
+The run driver (mlp_sweep.run.runner) takes a run trained alone and a member of a stack
+through the same five moments, so their folders hold the same files with the
 same keys and form:
 
     opened         metrics.json says `running`; the job's line in its log; its loggers open
@@ -20,7 +20,6 @@ logging formats it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shlex
 import traceback
@@ -37,6 +36,7 @@ from mlp_sweep.loggers import LoggerSet, open_loggers, run_info
 from mlp_sweep.run import steps_file
 from mlp_sweep.run.interrupt import signal_name
 from mlp_sweep.run.prior import run_params
+from mlp_sweep.run.reader import read_run
 from mlp_sweep.run.record import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
@@ -140,15 +140,6 @@ class RunRecord:
         )
 
 
-def _attempts_before(run_dir: Path) -> int:
-    """The attempts an unfinished record in run_dir counts (0: a fresh folder)."""
-    try:
-        record = json.loads((run_dir / METRICS_FILE).read_text())
-        return int(record.get("attempt") or 1)
-    except (OSError, ValueError, TypeError, AttributeError):
-        return 0
-
-
 class Lifecycle:
     """One run's record through opened, started, epoch_done and its end; see the module."""
 
@@ -181,7 +172,7 @@ class Lifecycle:
         """The record says `running` from here on; the loggers are open (not yet started)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / TRACEBACK_FILE).unlink(missing_ok=True)  # an earlier failure's
-        self.record.fields["attempt"] = _attempts_before(self.run_dir) + 1
+        self.record.fields["attempt"] = read_run(self.run_dir).attempt + 1
         self.record.update()
         if self.job.num is not None:  # the launch line, here rather than on the sweep's console
             self.log.info("job #%d: %s", self.job.num, " ".join(self.job.overrides))

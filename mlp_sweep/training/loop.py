@@ -48,6 +48,12 @@ def check_deadline(deadline: float | None) -> None:
         raise TimeLimitReached
 
 
+def diverged(train_loss: float, test_loss: float) -> bool:
+    """The one divergence rule, for a run alone and a member of a stack: a loss went
+    non-finite (the run is `diverged`, a result: its epochs stand)."""
+    return not (math.isfinite(train_loss) and math.isfinite(test_loss))
+
+
 def _cross_entropy(logits: Tensor, y: Tensor, reduction: str) -> Tensor:
     return F.cross_entropy(logits, y, reduction=reduction)
 
@@ -237,12 +243,13 @@ def fit(
     loss: Loss,
     generator: torch.Generator,
     history: History | None = None,
-    on_epoch: Callable[[History], None] | None = None,
+    on_epoch: Callable[[History], bool] | None = None,
     deadline: float | None = None,
     on_steps: StepHook | None = None,
     every_n_steps: int = 10,
 ) -> History:
-    """Train until cfg.epochs are done or a loss goes non-finite (status DIVERGED).
+    """Train until cfg.epochs are done, a loss goes non-finite (status DIVERGED) or `on_epoch`
+    (called after each epoch) returns True: a search's pruner stopping the run there.
 
     A history passed in (from a checkpoint) is continued from its last epoch. Past
     `deadline` (time.monotonic()), raises TimeLimitReached at the next step. `on_steps` gets
@@ -273,10 +280,9 @@ def fit(
         history.epochs.append(
             EpochStats(epoch, train_loss, test_loss, test_acc, time.perf_counter() - tic)
         )
-        if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
+        if diverged(train_loss, test_loss):
             history.status = Status.DIVERGED
-        if on_epoch is not None:
-            on_epoch(history)
-        if history.status == Status.DIVERGED:
+        stop = on_epoch is not None and on_epoch(history)
+        if stop or history.status == Status.DIVERGED:
             break
     return history

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mlp_sweep.config import Config, Loss, Optimizer
-from mlp_sweep.training.loop import LOSSES, History
+from mlp_sweep.training.loop import LOSSES, History, StepHook
 from mlp_sweep.training.model import ACTIVATIONS, Model
 from mlp_sweep.training.sgd_step import ActGrad, activation_grad
 
@@ -62,6 +62,9 @@ class Member:
     optimizer: torch.optim.Optimizer
     generator: torch.Generator
     history: History = field(default_factory=History)
+    # The loggers' step hook (mlp_sweep.training.loop.StepHook) and how often it is called.
+    on_steps: StepHook | None = None
+    every: int = 10
 
 
 def act_key(m: Member) -> str:
@@ -177,7 +180,7 @@ class StackedMLP:
                 m.model.load_state_dict(state)
 
     def keep(self, index: Tensor) -> None:
-        """Only these members from now on (the others diverged)."""
+        """Only these members from now on (the others diverged or were pruned)."""
         alive = index.tolist()
         with torch.no_grad():
             self.weights = [w.index_select(0, index).requires_grad_(True) for w in self.weights]

@@ -10,9 +10,8 @@ recorded `diverged` and taken out of the stack.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +22,13 @@ from mlp_sweep.status import Status
 from mlp_sweep.training import precision
 from mlp_sweep.training.data import Data, batch_indices, load_data
 from mlp_sweep.training.device import resolve_device
-from mlp_sweep.training.loop import LOSSES, EpochStats, check_deadline, make_optimizer
+from mlp_sweep.training.loop import (
+    LOSSES,
+    EpochStats,
+    check_deadline,
+    diverged,
+    make_optimizer,
+)
 from mlp_sweep.training.model import build_mlp
 from mlp_sweep.training.sgd_step import manual_step
 from mlp_sweep.training.stacked import Member, StackedMLP, act_key
@@ -172,14 +177,55 @@ def _step_autograd(model: StackedMLP, sgd: StackedSGD, x: Tensor, y: Tensor, los
     return losses.detach()
 
 
+class _StepReports:
+    """Each member's train loss every its logger.every_n_steps steps, cut from the stack's
+    running sums as train_epoch cuts one run's (with every=1: the step's own loss)."""
+
+    def __init__(self, members: Sequence[Member], first_step: int) -> None:
+        self.first_step = first_step
+        self.hooks = [(j, m.on_steps, m.every) for j, m in enumerate(members) if m.on_steps]
+        self.everys = sorted({every for _, _, every in self.hooks})
+        self.marks: dict[int, tuple[Tensor | None, int]] = {e: (None, 0) for e in self.everys}
+
+    def step(self, number: int, losses: Tensor, total: Tensor, size: int) -> None:
+        for every in self.everys:
+            if every == 1:
+                self._tell(every, number, losses)
+                continue
+            mark, samples = self.marks[every]
+            samples += size
+            if (number + 1) % every == 0:
+                start = torch.zeros_like(total) if mark is None else mark
+                self._tell(every, number, (total - start) / samples)
+                mark, samples = total.clone(), 0
+            self.marks[every] = (mark, samples)
+
+    def end(self, number: int, total: Tensor) -> None:
+        """The epoch's last steps, fewer than `every`."""
+        for every, (mark, samples) in self.marks.items():
+            if samples:
+                start = torch.zeros_like(total) if mark is None else mark
+                self._tell(every, number, (total - start) / samples)
+
+    def _tell(self, every: int, number: int, losses: Tensor) -> None:
+        for j, hook, each in self.hooks:
+            if each == every:
+                hook(self.first_step + number, losses[j])
+
+
 def fit_stacked(
     members: Sequence[Member],
     data: Data,
-    on_epoch: Callable[[list[Member]], None] | None = None,
+    on_epoch: Callable[[list[Member]], Collection[Member]] | None = None,
     deadline: float | None = None,
 ) -> None:
     """Train the members together until their epochs are done; each member's history gets
-    its epochs (seconds: the stack's epoch time shared out evenly) and its status. Past
+    its epochs (seconds: the stack's epoch time shared out evenly) and its status.
+
+    A member leaves the stack, and the stack goes on with the rest, when its loss goes
+    non-finite (`diverged`) or when `on_epoch` (called after each epoch with the members that
+    trained it) returns it: a search's pruner stopping it there. Each member's `on_steps`
+    gets its train loss every `every` steps, numbered over the whole run from 1. Past
     `deadline` (time.monotonic()), raises TimeLimitReached at the next step."""
     first = members[0].cfg
     t, loss = first.trainer, first.loss
@@ -191,42 +237,56 @@ def fit_stacked(
     generator = model.members[0].generator if model.members else None
     start = len(members[0].history.epochs)
     n, device = len(data.x_train), data.x_train.device
+    per_epoch = -(-n // t.batch_size)
     for epoch in range(start + 1, t.epochs + 1):
         if not model.members:
             return
         assert generator is not None
         tic = time.perf_counter()
         total = torch.zeros(len(model.members), device=device, dtype=data.x_train.dtype)
+        reports = _StepReports(model.members, (epoch - 1) * per_epoch + 1)
+        number = -1
         if shared:
-            for idx in batch_indices(n, t.batch_size, generator, device):
+            for number, idx in enumerate(batch_indices(n, t.batch_size, generator, device)):
                 check_deadline(deadline)
                 xb, yb = data.x_train.index_select(0, idx), data.y_train.index_select(0, idx)
-                total += step(model, sgd, xb, yb, loss) * len(idx)
+                losses = step(model, sgd, xb, yb, loss)
+                total += losses * len(idx)
+                if reports.hooks:
+                    reports.step(number, losses, total, len(idx))
         else:
             orders = [batch_indices(n, t.batch_size, m.generator, device) for m in model.members]
-            for idxs in zip(*orders, strict=True):
+            for number, idxs in enumerate(zip(*orders, strict=True)):
                 check_deadline(deadline)
                 xb = torch.stack([data.x_train.index_select(0, idx) for idx in idxs])
                 yb = torch.stack([data.y_train.index_select(0, idx) for idx in idxs])
-                total += step(model, sgd, xb, yb, loss) * len(idxs[0])
+                losses = step(model, sgd, xb, yb, loss)
+                total += losses * len(idxs[0])
+                if reports.hooks:
+                    reports.step(number, losses, total, len(idxs[0]))
+        if reports.hooks:
+            reports.end(number, total)
         train_losses = [v / n for v in total.tolist()]  # as train_epoch: item() / n
         tested = model.evaluate(data.x_test, data.y_test, loss, t.eval_batch_size)
         seconds = (time.perf_counter() - tic) / len(model.members)
-        alive = []
-        for j, (m, train_loss, (test_loss, test_acc)) in enumerate(
-            zip(model.members, train_losses, tested, strict=True)
+        for m, train_loss, (test_loss, test_acc) in zip(
+            model.members, train_losses, tested, strict=True
         ):
             m.history.epochs.append(EpochStats(epoch, train_loss, test_loss, test_acc, seconds))
-            if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
+            if diverged(train_loss, test_loss):
                 m.history.status = Status.DIVERGED
-            else:
-                alive.append(j)
             if shared and m.generator is not generator:
                 m.generator.set_state(generator.get_state())
         model.write_back()
         sgd.write_back()
-        if on_epoch is not None:
-            on_epoch(model.members)
+        leaving = {id(m) for m in on_epoch(model.members)} if on_epoch is not None else set()
+        alive = [
+            j
+            for j, m in enumerate(model.members)
+            if m.history.status != Status.DIVERGED and id(m) not in leaving
+        ]
+        if not alive:  # every member diverged or was pruned: nothing left to train
+            return
         if len(alive) < len(model.members):
             index = torch.tensor(alive, device=device, dtype=torch.long)
             sgd.keep(index)
