@@ -32,14 +32,10 @@ from optuna.distributions import (  # noqa: E402
 )
 from optuna.trial import TrialState  # noqa: E402
 
-from hydra_plugins.mlp_sweep_optuna.optuna_sweeper import (  # noqa: E402
-    OptunaSweeper,
-    consecutive,
-    flatten,
-    parse_space,
-    trial_overrides,
-)
+from hydra_plugins.mlp_sweep_optuna.optuna_sweeper import OptunaSweeper  # noqa: E402
+from mlp_sweep.config import flatten  # noqa: E402
 from mlp_sweep.paths import CONF_DIR  # noqa: E402
+from mlp_sweep.search.space import consecutive, parse_space, trial_overrides  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "tests" / "optuna_app" / "app.py"
@@ -108,7 +104,7 @@ def test_params_nested_or_dotted_and_command_line_wins() -> None:
     space = space_of(*(f"{k}={v}" for k, v in sweeper.params.items()), "optim.lr=0.05")
     assert list(space) == ["optim.lr", "model.act", "seed"]  # the axis keeps its place
     assert space["optim.lr"] == "optim.lr=0.05"
-    assert flatten({"a": {"b": {"c": 1}}}) == {"a.b.c": "1"}
+    assert OptunaSweeper(params=OmegaConf.create({"a": {"b": {"c": 1}}})).params == {"a.b.c": "1"}
 
 
 def test_consecutive_numbers_make_launches() -> None:

@@ -10,8 +10,9 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-# Each trial reports its objective after every epoch; the pruner may stop it there.
-from mlp_sweep.search.study import PrunerName
+# Named beside the study that builds them. Each trial reports its objective after every epoch;
+# the pruner may stop it there.
+from mlp_sweep.search.study import PrunerName, SamplerName
 
 
 class Direction(Enum):
@@ -28,13 +29,6 @@ class PruningConf:
     reduction_factor: int = 3
     # median: trials that must finish before the median can prune any.
     warmup_trials: int = 5
-
-
-class SamplerName(Enum):
-    tpe = "tpe"
-    random = "random"
-    grid = "grid"
-    nsga2 = "nsga2"  # Optuna's NSGAIISampler: a genetic search, for several objectives
 
 
 @dataclass

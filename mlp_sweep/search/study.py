@@ -1,4 +1,5 @@
-"""Where a search keeps its Optuna study, and the pruners it may use.
+"""Where a search keeps its Optuna study, the pruners and samplers it may use, and how the
+sweeper opens it and asks it for trials.
 
 Storage: by default a journal file, `<sweep dir>/optuna.journal` (Optuna's JournalStorage on a
 JournalFileBackend). Every trial reports its epochs to the study from its own process (a pool
@@ -11,18 +12,23 @@ before pruning existed, `<sweep dir>/optuna.db`, is kept where it is and resumed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from mlp_sweep.search.space import Grid, SearchError, Space, sampled, trial_overrides, unsampled
 
 if TYPE_CHECKING:  # optuna is imported when a search runs, never to list the configs
     from optuna import Study
     from optuna.pruners import BasePruner
     from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
 
 JOURNAL_FILE = "optuna.journal"
 SQLITE_FILE = "optuna.db"  # where a search kept its study before the journal
+STUDY_FILES = (JOURNAL_FILE, SQLITE_FILE)  # a sweep folder with one of these holds a search
 
 
 class PrunerName(StrEnum):
@@ -30,6 +36,13 @@ class PrunerName(StrEnum):
     median = "median"  # MedianPruner: below the median of earlier trials at the same epoch
     asha = "asha"  # SuccessiveHalvingPruner (asynchronous successive halving)
     hyperband = "hyperband"  # HyperbandPruner: several ASHA brackets
+
+
+class SamplerName(Enum):
+    tpe = "tpe"
+    random = "random"
+    grid = "grid"
+    nsga2 = "nsga2"  # Optuna's NSGAIISampler: a genetic search, for several objectives
 
 
 @dataclass(frozen=True)
@@ -90,3 +103,90 @@ def load_study(sweep_dir: Path | str, study_name: str = "mlp_sweep") -> Study:
 
     storage = open_storage(storage_spec(Path(sweep_dir), None))
     return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def open_study(
+    storage: str,
+    name: str,
+    directions: Sequence[str],
+    pruner: PrunerSpec,
+    sampler: SamplerName,
+    seed: int | None,
+) -> Study:
+    """The sweeper's study, created or loaded to resume, with its pruner and sampler."""
+    import optuna
+    from optuna.study import StudyDirection
+
+    # Optuna's lines go through Hydra's logging (its console format and log file).
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    study = optuna.create_study(
+        study_name=name,
+        storage=open_storage(storage),
+        directions=[StudyDirection[way.upper()] for way in directions],
+        load_if_exists=True,
+        pruner=pruner.build(),
+    )
+    created = [d.name.lower() for d in study.directions]
+    if created != list(directions):
+        raise SearchError(
+            f"study '{name}' in {storage} was created to {','.join(created)}; "
+            f"hydra.sweeper.direction={','.join(directions)}"
+        )
+    # Offset by the trials already there: a resumed sweep must not redraw the first run's
+    # random points, and a fresh one with the same seed still repeats exactly.
+    seed = None if seed is None else seed + len(study.get_trials(deepcopy=False))
+    if sampler == SamplerName.tpe:  # one objective or several (MOTPE)
+        study.sampler = optuna.samplers.TPESampler(seed=seed)
+    elif sampler == SamplerName.nsga2:
+        study.sampler = optuna.samplers.NSGAIISampler(seed=seed)
+    else:  # random; a grid enqueues its points, so the sampler never draws
+        study.sampler = optuna.samplers.RandomSampler(seed=seed)
+    return study
+
+
+def ask(study: Study, space: Space, grid: Grid | None) -> tuple[int, list[str]]:
+    """A new trial of the space, the grid's next point or the sampler's draw: its number and
+    its job's overrides."""
+    from optuna.trial import TrialState
+
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if grid is not None and not waiting:
+        # The first grid point no trial has taken (a trial failed before it got its values
+        # took none): each point once, in order.
+        taken = [t.params for t in study.get_trials(deepcopy=False) if t.params]
+        study.enqueue_trial(next(point for point in grid if point not in taken))
+    trial = study.ask(sampled(space))
+    return trial.number, trial_overrides(space, trial.params)
+
+
+def counted(study: Study, space: Space) -> int:
+    """Finished trials (complete, failed, pruned) that got all their values: one that failed
+    before that did no work."""
+    from optuna.trial import TrialState
+
+    finished = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+    trials = study.get_trials(deepcopy=False, states=finished)
+    drawn = sampled(space)
+    return sum(1 for t in trials if all(k in t.params for k in drawn))
+
+
+def left_running(
+    study: Study, space: Space, sweep_dir: Path, seeds: int
+) -> tuple[list[FrozenTrial], list[tuple[int, list[str]]]]:
+    """The trials a killed sweep left RUNNING, to run again with their own numbers and params;
+    and those it was killed asking for, before they had all their values (Optuna stores each
+    as it is drawn), with the values they got. One of those without a folder for its first
+    job (nobody worked on it) is told FAIL: a rerun would need the values it never got."""
+    from optuna.trial import TrialState
+
+    left: list[FrozenTrial] = []
+    lost: list[tuple[int, list[str]]] = []  # each trial's number and the values it got
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        got = unsampled(space, trial.params)
+        if got is None or (sweep_dir / str(trial.number * seeds)).exists():
+            left.append(trial)
+        else:
+            study.tell(trial.number, state=TrialState.FAIL)
+            lost.append((trial.number, got))
+    return left, lost
