@@ -146,7 +146,7 @@ class TrainerConfig:
     # parallel launcher's workers, a SLURM job's cpus_per_task), so jobs x threads never
     # exceeds the cores; or a number. The record says what was used.
     threads: str = "auto"
-    # The number format a run computes in (mlp_sweep/precision.py): fp32, tf32, bf16, fp64.
+    # The number format a run computes in (mlp_sweep/training/precision.py): fp32, tf32, bf16, fp64.
     precision: Precision = Precision.fp32
     # torch.compile the model (and, on CUDA, capture its steps in CUDA graphs where they pay).
     # Compiling takes seconds per run: worth it for long runs on a GPU, rarely for a sweep of

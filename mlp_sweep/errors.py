@@ -23,3 +23,17 @@ class DataError(MlpSweepError):
 
 class ConfigMismatch(MlpSweepError):
     """A run folder that holds a run of another config: refused, never overwritten."""
+
+
+def first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def one_line(err: BaseException) -> str:
+    """Any error as the one line a console or a record shows: ours as they say it, another's
+    as its type and the first line of its message."""
+    message = first_line(str(err))
+    if isinstance(err, MlpSweepError):
+        return message
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__

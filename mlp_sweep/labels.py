@@ -1,17 +1,44 @@
-"""Short names for a sweep's runs: the overrides that differ between its jobs.
+"""What people read of runs and sweeps: short names, counts, and the commands we print.
 
 `-m model.act=relu,selu data=synthetic` names its runs `model.act=relu` and `model.act=selu`:
 data=synthetic is the same for every run and would only make legends and console lines longer.
+
+Every command mlp_sweep prints for a user to paste (resume, retry, re-run) comes from
+`command`, quoted as a POSIX shell reads it back: a folder named `int sweep's dir` pastes whole.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it into the sweep folder before any job
+
+
+def command(*args: str, module: str = "mlp_sweep") -> str:
+    """`python -m <module> args...`, each argument quoted for the shell where it needs it."""
+    return shlex.join(["python", "-m", module, *args])
+
+
+def resume_command(sweep_dir: Path | str) -> str:
+    return command("--resume", str(sweep_dir))
+
+
+def hydra_value(value: str) -> str:
+    """A value as Hydra's override grammar reads it back (quoted where it has spaces, quotes
+    or other characters the grammar gives a meaning); the shell's quoting goes around it."""
+    if re.fullmatch(r"[\w/.\-:~]+", value):
+        return value
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def counted(n: int, noun: str) -> str:
+    """1 run, 2 runs."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def key_of(override: str) -> str:

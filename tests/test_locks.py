@@ -275,9 +275,9 @@ def test_crafted_folder_is_refused_in_one_line(run_cli, run_main, tmp_path: Path
     result = run_main("--resume", str(sweep))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"mlp_sweep: error: --resume={sweep}: {sweep}/multirun.yaml asks for '{evil}', which can "
+        f"mlp_sweep: error: --resume={sweep}: {sweep}/multirun.yaml asks for {evil}, which can "
         f"run code, so it is not replayed; if you trust it, give it yourself: python -m mlp_sweep "
-        f"--resume {sweep} '{evil}'"
+        f"--resume {sweep} {evil}"
     ]
     assert (sweep / "0" / "metrics.json").read_bytes() == before
     # Given explicitly, it is the user's own choice: accepted.

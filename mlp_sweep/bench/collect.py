@@ -18,6 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from mlp_sweep.labels import MULTIRUN_FILE
+from mlp_sweep.run.record import METRICS_FILE
+
 TEMPLATE = [
     "-m",
     "seed=0,1",
@@ -32,19 +35,19 @@ TEMPLATE = [
 def fake_sweeps(template: Path, folder: Path, sweeps: int, runs: int) -> None:
     """`sweeps` sweep folders of `runs` finished runs each, from template's job 0."""
     job = template / "0"
-    record = json.loads((job / "metrics.json").read_text())
+    record = json.loads((job / METRICS_FILE).read_text())
     history = (job / "history.csv").read_bytes()
     for s in range(sweeps):
         sweep = folder / f"sweep-{s:03d}"
         sweep.mkdir(parents=True)
-        shutil.copyfile(template / "multirun.yaml", sweep / "multirun.yaml")
+        shutil.copyfile(template / MULTIRUN_FILE, sweep / MULTIRUN_FILE)
         lr = round(0.001 * (s + 1), 6)
         for seed in range(runs):
             run = sweep / str(seed)
             shutil.copytree(job / ".hydra", run / ".hydra")
             record.update(seed=seed, job_num=seed, overrides=[f"seed={seed}", f"optim.lr={lr}"])
             record["params"].update({"seed": seed, "optim.lr": lr})
-            (run / "metrics.json").write_text(json.dumps(record, indent=2))
+            (run / METRICS_FILE).write_text(json.dumps(record, indent=2))
             (run / "history.csv").write_bytes(history)
 
 

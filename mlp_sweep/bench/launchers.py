@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlp_sweep.results.summary import SUMMARY_FILE
+
 # The checkout (the SLURM test cluster lives in its tests/).
 ROOT = Path(__file__).resolve().parents[2]
 README_SWEEP = ["model.act=relu,leaky,selu,softplus"]
@@ -67,7 +69,7 @@ def main() -> None:
                 for name in launchers:
                     folder = Path(tmp) / f"{name}-{repeat}"
                     times[name].append(run_sweep(name, args.sweep, folder, env))
-                    accs[name] = pd.read_csv(folder / "summary.csv")["test_acc"].tolist()
+                    accs[name] = pd.read_csv(folder / SUMMARY_FILE)["test_acc"].tolist()
                     print(f"{name:>9} #{repeat}: {times[name][-1]:6.1f} s", flush=True)
         finally:
             if "slurm" in launchers:

@@ -16,8 +16,8 @@ One process, each measurement repeated, medians, printed as a table and written 
   processes), and its wall time against the tutorial's loop run four times.
 
 `python -m mlp_sweep.bench sweep-overhead` measures instead what a sweep costs per job around
-its runs, beside a plain Hydra app (mlp_sweep/overhead.py); `python -m mlp_sweep.bench fused`
-K runs trained as one stack against the same K alone (mlp_sweep/fusedbench.py).
+its runs, beside a plain Hydra app (mlp_sweep/bench/overhead.py); `python -m mlp_sweep.bench fused`
+K runs trained as one stack against the same K alone (mlp_sweep/bench/stacked.py).
 
 speedup = tutorial / mlp_sweep; efficiency = roofline / mlp_sweep. Timings on a shared machine
 are noisy: read the ratios, which are measured in one process.
@@ -50,6 +50,8 @@ from mlp_sweep.config import (
     Precision,
     TrainerConfig,
 )
+from mlp_sweep.results.summary import SUMMARY_FILE
+from mlp_sweep.run.record import METRICS_FILE
 from mlp_sweep.training import precision as precisions
 from mlp_sweep.training.data import load_data
 from mlp_sweep.training.device import resolve_device
@@ -210,14 +212,14 @@ def run_sweep(args: list[str], cwd: Path) -> dict[str, Any]:
         raise SystemExit(
             f"mlp_sweep.bench.training: the sweep failed ({proc.returncode}):\n{out[-2000:]}"
         )
-    frame = pd.read_csv(sweep_dir / "summary.csv")
-    records = [json.loads((Path(d) / "metrics.json").read_text()) for d in frame["run_dir"]]
+    frame = pd.read_csv(sweep_dir / SUMMARY_FILE)
+    records = [json.loads((Path(d) / METRICS_FILE).read_text()) for d in frame["run_dir"]]
     cores = len(os.sched_getaffinity(0))
     threads = max(r["threads"] or 1 for r in records)
     slots = max(1, min(len(records), cores // threads))  # runs training at once
     train = float(frame["train_seconds"].sum())
     return {
-        "command": " ".join(["python", "-m", "mlp_sweep", *args]),
+        "command": command(*args),
         "runs": len(frame),
         "wall_s": wall,
         "train_s_sum": train,

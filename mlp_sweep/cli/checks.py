@@ -23,7 +23,7 @@ from omegaconf.errors import (
 )
 
 from mlp_sweep.config import Config
-from mlp_sweep.errors import MlpSweepError
+from mlp_sweep.errors import MlpSweepError, first_line
 from mlp_sweep.paths import CONF_DIR
 
 MODES = {
@@ -227,7 +227,7 @@ def error_line(err: BaseException) -> str:
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
         group, _, value = err.missing_cfg_file.rpartition("/")
         options = ", ".join(err.options or [])
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        first = first_line(str(err))
         if not group and first.startswith("In '"):  # a defaults list names a missing config
             return first
         if not group:
@@ -252,7 +252,7 @@ def error_line(err: BaseException) -> str:
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", None)
         message = getattr(cause, "msg", None) or str(cause)
-        first = message.strip().splitlines()[0] if message.strip() else type(cause).__name__
+        first = first_line(message) or type(cause).__name__
         if isinstance(cause, ConfigKeyError | ConfigAttributeError) and key:
             allowed = _schema_keys(key)
             if allowed:
@@ -262,5 +262,4 @@ def error_line(err: BaseException) -> str:
             if hint:
                 return hint
         return f"{key}: {first}" if key else first
-    lines = text.splitlines()
-    return lines[0] if lines else type(err).__name__
+    return first_line(text) or type(err).__name__

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -23,13 +22,15 @@ from omegaconf import DictConfig
 
 from mlp_sweep.cli.checks import check_flags, check_keys, error_line, value_choices
 from mlp_sweep.cli.preflight import KNOWN, preflight
-from mlp_sweep.cli.resume import quote, resume_argv
+from mlp_sweep.cli.resume import resume_argv
 from mlp_sweep.config import register_configs, to_config
 from mlp_sweep.errors import ConfigMismatch, MlpSweepError
 from mlp_sweep.hydra_compat import known_mode, parse_args
+from mlp_sweep.labels import command, hydra_value, resume_command
 from mlp_sweep.launch.task import job_info, records_runs
 from mlp_sweep.paths import CONF_DIR
 from mlp_sweep.results import sweep_callback as callbacks
+from mlp_sweep.results.summary import SUMMARY_FILE
 from mlp_sweep.run.interrupt import (
     exit_code,
     holding_a_signal,
@@ -82,9 +83,10 @@ def hydra_main(cfg: DictConfig) -> float | None:
         if record["status"] == Status.FAILED:
             raise SystemExit(f"mlp_sweep: run failed: {record['error']}")
         if record["status"] == Status.TIMEOUT:
+            where = f"hydra.run.dir={hydra_value(str(hc.runtime.output_dir))}"
             raise SystemExit(
-                f"mlp_sweep: run {record['error']}; continue it with: python -m mlp_sweep "
-                f"{' '.join(job.overrides)} hydra.run.dir={hc.runtime.output_dir}"
+                f"mlp_sweep: run {record['error']}; continue it with: "
+                f"{command(*job.overrides, where)}"
             )
     # What a search maximizes: only a finished run's (a run failed or stopped at its time
     # limit partway has no value to compare; the search records the trial as failed).
@@ -169,14 +171,13 @@ def _after_interrupt(argv: list[str], planned: int) -> str:
         done = 0 if frame is None else int(frame["status"].isin(FINISHED).sum())
         total = max(planned, 0 if frame is None else len(frame))
         return (
-            f"{done} of {total or '?'} runs finished; summary: {sweep_dir / 'summary.csv'}; "
-            f"resume with: python -m mlp_sweep --resume {quote(str(sweep_dir))}"
+            f"{done} of {total or '?'} runs finished; summary: {sweep_dir / SUMMARY_FILE}; "
+            f"resume with: {resume_command(sweep_dir)}"
         )
     if run_dir is not None:
         again = [a for a in argv if not a.startswith("hydra.run.dir=")]
-        command = shlex.join(["python", "-m", "mlp_sweep", *again])
-        where = f"hydra.run.dir={quote(str(run_dir))}"
-        return f"the run's record: {run_dir}; resume with: {command} {where}"
+        where = f"hydra.run.dir={hydra_value(str(run_dir))}"
+        return f"the run's record: {run_dir}; resume with: {command(*again, where)}"
     return "nothing had started"
 
 

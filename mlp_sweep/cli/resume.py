@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from mlp_sweep.cli.checks import in_schema
 from mlp_sweep.errors import ConfigError
+from mlp_sweep.labels import MULTIRUN_FILE, command, hydra_value
 from mlp_sweep.paths import CONF_DIR
 
 # Hydra options that are not overrides; the saved ones must not be replayed.
@@ -32,10 +33,6 @@ HYDRA_KEYS = re.compile(
     r"hydra\.(run\.dir|sweep\.subdir|job\.(name|chdir)|verbose|output_subdir"
     r"|launcher\.(?!_target_)\w+(\.\w+)*|sweeper\.(?!_target_|params\.)\w+(\.\w+)*)$"
 )
-
-
-def quote(value: str) -> str:
-    return value if re.fullmatch(r"[\w/.\-:~]+", value) else "'" + value.replace("'", "\\'") + "'"
 
 
 def _group_options(group: str) -> set[str]:
@@ -81,7 +78,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     if at + 1 >= len(argv):
         raise ConfigError("--resume", "", "give the sweep folder to resume")
     folder, extra = Path(argv[at + 1]), argv[:at] + argv[at + 2 :]
-    saved = folder / "multirun.yaml"
+    saved = folder / MULTIRUN_FILE
     if not saved.is_file():
         raise ConfigError("--resume", folder, f"not a sweep folder (no {saved})")
     overrides = OmegaConf.load(saved).hydra.overrides
@@ -94,10 +91,9 @@ def resume_argv(argv: list[str]) -> list[str]:
             raise ConfigError(
                 "--resume",
                 folder,
-                f"{saved} asks for {quote(text)}, which can run code, so it is not replayed; "
-                "if you trust it, give it yourself: python -m mlp_sweep --resume "
-                f"{quote(str(folder))} {quote(text)}",
+                f"{saved} asks for {text}, which can run code, so it is not replayed; "
+                f"if you trust it, give it yourself: {command('--resume', str(folder), text)}",
             )
         replayed.append(text)
     extra = [a for a in extra if a not in ("-m", "--multirun")]
-    return ["-m", *replayed, f"hydra.sweep.dir={quote(str(folder))}", *extra]
+    return ["-m", *replayed, f"hydra.sweep.dir={hydra_value(str(folder))}", *extra]

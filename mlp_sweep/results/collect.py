@@ -29,8 +29,9 @@ import pandas as pd
 
 from mlp_sweep.config import is_run_setting
 from mlp_sweep.labels import MULTIRUN_FILE
+from mlp_sweep.loggers.run_info import TB_DIR
 from mlp_sweep.results.summary import METRIC_COLUMNS, cell
-from mlp_sweep.run.reader import read_run, warning_line
+from mlp_sweep.run.reader import HYDRA_DIR, read_run, warning_line
 from mlp_sweep.run.record import HISTORY_FILE, METRICS_FILE, job_order
 from mlp_sweep.status import Status
 
@@ -47,7 +48,7 @@ FIELDS = (
     "finished_at",
 )
 FRONT = ["sweep", "job", "run_dir", "history"]  # the columns that say where a row comes from
-SKIPPED = {".hydra", ".submitit", "tb", "__pycache__"}  # never hold runs
+SKIPPED = {HYDRA_DIR, ".submitit", TB_DIR, "__pycache__"}  # never hold runs
 TOP_KEYS = ("loss", "seed")  # the config's undotted keys that change what a run computes
 
 

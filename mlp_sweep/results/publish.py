@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlp_sweep.labels import MULTIRUN_FILE
+from mlp_sweep.labels import MULTIRUN_FILE, counted
 from mlp_sweep.results.summary import SUMMARY_FILE, SummaryError, format_table, write_summary
 from mlp_sweep.run.record import METRICS_FILE
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mlp_sweep.summary: error: {err}", file=sys.stderr)
             return 2
         print(format_table(frame))
-        print(f"wrote {sweep_dir / SUMMARY_FILE} ({len(frame)} runs)")
+        print(f"wrote {sweep_dir / SUMMARY_FILE} ({counted(len(frame), 'run')})")
         drawn = draw(sweep_dir, frame)
         if drawn:
             print(f"plots: {', '.join(str(p) for p in drawn)}")
@@ -102,10 +102,9 @@ def summarize_many(folder: Path, newest: bool) -> int:
     sweeps = frame["sweep"].nunique()
     reruns = int(frame["rerun"].sum())
     print(
-        f"wrote {folder / ALL_FILE} ({len(frame)} runs in {sweeps} "
-        + ("sweep" if sweeps == 1 else "sweeps")
+        f"wrote {folder / ALL_FILE} ({counted(len(frame), 'run')} in {counted(sweeps, 'sweep')}"
         + (f", {reruns} of them reruns" if reruns else "")
-        + f") and {folder / ALL_BY_CONFIG_FILE} ({len(grouped)} configurations)"
+        + f") and {folder / ALL_BY_CONFIG_FILE} ({counted(len(grouped), 'configuration')})"
     )
     return 0
 

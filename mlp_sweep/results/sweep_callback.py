@@ -90,15 +90,18 @@ class SummaryCallback(Callback):
             # SystemExit passes through Hydra's error reporting: one line, non-zero exit.
             raise SystemExit(f"mlp_sweep: no summary: {err}") from None
         print(format_table(frame), flush=True)
-        print(f"summary: {sweep_dir / SUMMARY_FILE} ({len(frame)} runs)", flush=True)
+        print(
+            f"summary: {sweep_dir / SUMMARY_FILE} ({labels.counted(len(frame), 'run')})", flush=True
+        )
         if drawn:
             print(f"plots: {', '.join(str(p) for p in drawn)}", flush=True)
         failed = count_failed(frame)
         if failed:
             raise SystemExit(
-                f"mlp_sweep: {failed} of {len(frame)} runs failed or did not finish; "
+                f"mlp_sweep: {failed} of {labels.counted(len(frame), 'run')} failed or did not "
+                "finish; "
                 f"see the status and error columns of {sweep_dir / SUMMARY_FILE}; "
-                f"retry them with: python -m mlp_sweep --resume {sweep_dir}"
+                f"retry them with: {labels.resume_command(sweep_dir)}"
             )
 
 

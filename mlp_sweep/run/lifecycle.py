@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shlex
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ from typing import Any
 import torch
 
 from mlp_sweep.config import Config
-from mlp_sweep.errors import MlpSweepError
+from mlp_sweep.errors import one_line
+from mlp_sweep.labels import command
 from mlp_sweep.loggers import LoggerSet, open_loggers, run_info
 from mlp_sweep.run import steps_file
 from mlp_sweep.run.interrupt import signal_name
@@ -74,14 +74,6 @@ class JobInfo:
     prune: Callable[[History], bool] | None = None
 
 
-def one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    message = text[0] if text else ""
-    if isinstance(err, MlpSweepError):
-        return message
-    return f"{type(err).__name__}: {message}" if message else type(err).__name__
-
-
 class RunRecord:
     """metrics.json for one run, rewritten atomically as the run moves on."""
 
@@ -95,7 +87,7 @@ class RunRecord:
             "job_num": job.num,
             "overrides": list(job.overrides),
             # Re-runs this configuration at git.commit (the seed is in the config).
-            "command": shlex.join(["python", "-m", "mlp_sweep", *job.overrides]),
+            "command": command(*job.overrides),
             "seed": cfg.seed,
             "device_requested": cfg.device,
             "device": None,
