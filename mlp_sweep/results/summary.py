@@ -27,13 +27,12 @@ from mlp_sweep.labels import MULTIRUN_FILE, key_of
 from mlp_sweep.run.reader import HYDRA_DIR, job_dirs, read_run, warning_line
 from mlp_sweep.run.record import METRICS_FILE, write_bytes_atomic
 from mlp_sweep.search.objectives import DEFAULT_OBJECTIVE, as_list, pareto_front
+from mlp_sweep.search.study import STUDY_FILES
 from mlp_sweep.status import FINISHED, Status
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FILE = "summary.csv"
-# hparams_search=optuna keeps its study in one of these (mlp_sweep.search.study)
-STUDY_FILES = ("optuna.journal", "optuna.db")
 TRIAL = "trial"
 PARETO = "pareto"  # a search with several objectives: the run's trial is Pareto-optimal
 BY_CONFIG_FILE = "summary_by_config.csv"

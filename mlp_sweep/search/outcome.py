@@ -11,8 +11,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from mlp_sweep.run.reader import Record, read_run
 from mlp_sweep.search.objectives import DEFAULT_OBJECTIVE, record_values
 from mlp_sweep.status import Status
 
@@ -20,18 +21,14 @@ if TYPE_CHECKING:
     from hydra.core.utils import JobReturn
 
 # A run stopped with one of these did not finish by itself: its trial stays open to resume.
-UNFINISHED = (Status.RUNNING, Status.INTERRUPTED, Status.TIMEOUT)
+# (mlp_sweep.run.reader settles a record left `running`: `incomplete` when its process died,
+# `running elsewhere` while one still holds it.)
+UNFINISHED = (Status.INCOMPLETE, Status.RUNNING_ELSEWHERE, Status.INTERRUPTED, Status.TIMEOUT)
 
 
-def trial_record(sweep_dir: Path, number: int) -> dict[str, Any]:
-    """Job `number`'s run record (its metrics.json), or {} where there is none of ours."""
-    from mlp_sweep.run.record import read_metrics
-
-    try:
-        record = read_metrics(sweep_dir / str(number))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+def trial_record(sweep_dir: Path, number: int) -> Record:
+    """Job `number`'s run record (mlp_sweep.run.reader's), readable or not."""
+    return read_run(sweep_dir / str(number))
 
 
 def returned_value(job: JobReturn) -> tuple[float | None, str]:
@@ -50,7 +47,7 @@ def returned_value(job: JobReturn) -> tuple[float | None, str]:
 
 
 def job_values(
-    job: JobReturn, record: Mapping[str, Any], objectives: Sequence[str]
+    job: JobReturn, record: Record, objectives: Sequence[str]
 ) -> tuple[list[float] | None, str]:
     """The job's value of each objective, or None and why there is none. A job that did not
     finish has none (its return says why); the default objective is its return, any other is
@@ -60,17 +57,15 @@ def job_values(
         return None, why
     if list(objectives) == [DEFAULT_OBJECTIVE]:
         return [value], ""
-    values = record_values(record, objectives)
+    values = record_values(record.fields, objectives)
     if values is None:
         return None, f"left no finite {', '.join(objectives)} in its record"
     return values, ""
 
 
-def pruned_at(record: Mapping[str, Any]) -> int | None:
+def pruned_at(record: Record) -> int | None:
     """The epoch the pruner stopped the run at, if it did."""
-    if record.get("status") != Status.PRUNED:
-        return None
-    return int(record.get("epochs_done") or 0)
+    return record.epochs_done if record.status is Status.PRUNED else None
 
 
 @dataclass(frozen=True)
@@ -87,6 +82,12 @@ class Outcome:
     def means(self) -> list[float]:
         """Each objective's mean over the trial's jobs (its seeds)."""
         return [sum(column) / len(column) for column in zip(*self.rows, strict=True)]
+
+
+def _unfinished(record: Record) -> bool:
+    """A record of ours that says its run stopped before its end (no record: another app's
+    task, judged by its return)."""
+    return record.readable and record.status in UNFINISHED
 
 
 def judge(
@@ -106,7 +107,7 @@ def judge(
     missing = {j: why for j, (values, why) in outcomes.items() if values is None}
     if epochs:
         return Outcome(pruned_at=min(epochs))
-    if any(worker_died(jobs[j]) or records[j].get("status") in UNFINISHED for j in missing):
+    if any(worker_died(jobs[j]) or _unfinished(records[j]) for j in missing):
         return Outcome(open=True)
     if missing:
         return Outcome(failed=next(iter(missing.items())))
