@@ -26,7 +26,7 @@ def main() -> None:
     except KeyboardInterrupt:
         # Ctrl-C while the command still starts (its imports, the check of every job): no
         # run has begun, so there is nothing to record; the command says so in one line.
-        print("mlp_sweep: interrupted while starting; no run had begun", file=sys.stderr)
+        print("mlp_sweep: interrupted (SIGINT); nothing had started", file=sys.stderr)
         sys.exit(INTERRUPTED)
 
 

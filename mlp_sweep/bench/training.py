@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from mlp_sweep import labels
 from mlp_sweep.config import (
     Config,
     DataConfig,
@@ -197,10 +198,10 @@ def run_sweep(args: list[str], cwd: Path) -> dict[str, Any]:
     import pandas as pd
 
     sweep_dir = cwd / "sweep"
-    command = [sys.executable, "-m", "mlp_sweep", *args, f"hydra.sweep.dir={sweep_dir}"]
+    argv = [sys.executable, "-m", "mlp_sweep", *args, f"hydra.sweep.dir={sweep_dir}"]
     tic = time.perf_counter()
     proc = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
     peak_kb = 0
     while proc.poll() is None:
@@ -219,7 +220,7 @@ def run_sweep(args: list[str], cwd: Path) -> dict[str, Any]:
     slots = max(1, min(len(records), cores // threads))  # runs training at once
     train = float(frame["train_seconds"].sum())
     return {
-        "command": command(*args),
+        "command": labels.command(*args),
         "runs": len(frame),
         "wall_s": wall,
         "train_s_sum": train,

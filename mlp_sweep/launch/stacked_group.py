@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlp_sweep.config import Config, to_config
 from mlp_sweep.launch.task import job_dir, job_info, reads_hydra_config, task_config
-from mlp_sweep.run.lifecycle import JobInfo
+from mlp_sweep.run.job import JobInfo
 from mlp_sweep.run.runner import StackMember, run_stack
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.types import TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from mlp_sweep.run.lifecycle import JobInfo
+from mlp_sweep.run.job import JobInfo
 
 # Set on mlp_sweep's own task function (mlp_sweep.cli.main) by `records_runs`.
 MARKER = "__mlp_sweep_task__"

@@ -22,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from mlp_sweep.labels import command
 from mlp_sweep.loggers import LoggerSet, open_loggers, run_info
 from mlp_sweep.run import steps_file
 from mlp_sweep.run.interrupt import signal_name
+from mlp_sweep.run.job import JobInfo
 from mlp_sweep.run.prior import run_params
 from mlp_sweep.run.reader import read_run
 from mlp_sweep.run.record import (
@@ -60,18 +59,6 @@ MISCLASSIFIED_SHOWN = 64
 TRACEBACK_FILE = "traceback.txt"
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """Where a run sits in a sweep; all optional so a run can stand alone."""
-
-    num: int | None = None
-    overrides: list[str] = field(default_factory=list)
-    # The sweep's folder, for a job of a sweep (its runs share a visdom env, say).
-    sweep_dir: Path | None = None
-    # A search's trial: told each epoch, True to stop the run there (mlp_sweep.search.trial).
-    prune: Callable[[History], bool] | None = None
 
 
 class RunRecord:

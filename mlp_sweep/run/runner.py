@@ -41,7 +41,8 @@ from mlp_sweep.config import Config, validate
 from mlp_sweep.errors import MlpSweepError, one_line
 from mlp_sweep.run import lock
 from mlp_sweep.run.interrupt import signals_raise
-from mlp_sweep.run.lifecycle import JobInfo, Lifecycle
+from mlp_sweep.run.job import JobInfo
+from mlp_sweep.run.lifecycle import Lifecycle
 from mlp_sweep.run.prior import prior_record
 from mlp_sweep.run.reader import Record, elsewhere, read_run
 from mlp_sweep.run.record import now_iso
