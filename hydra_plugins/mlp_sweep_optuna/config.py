@@ -58,8 +58,8 @@ class OptunaSweeperConf:
     # The study's name inside the storage; one storage can hold several studies.
     study_name: str = "mlp_sweep"
     # An Optuna storage URL; null: the journal file <hydra.sweep.dir>/optuna.journal, so each
-    # sweep folder holds its own study and running the same sweep dir again resumes it (a study
-    # begun in <hydra.sweep.dir>/optuna.db by an older mlp_sweep is resumed there).
+    # sweep folder holds its own study and running the same sweep dir again resumes it (a
+    # folder whose study is the SQLite file <hydra.sweep.dir>/optuna.db is resumed from it).
     storage: str | None = None
     # Stop once the study holds this many finished (complete, failed or pruned) trials.
     n_trials: int = 20

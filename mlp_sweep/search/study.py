@@ -5,8 +5,8 @@ Storage: by default a journal file, `<sweep dir>/optuna.journal` (Optuna's Journ
 JournalFileBackend). Every trial reports its epochs to the study from its own process (a pool
 worker, a SLURM job), so the study has many writers at once. Optuna's journal takes a file lock
 for each append, which works across processes and on the shared filesystems SLURM uses, and
-cannot hit SQLite's "database is locked" (Optuna's FAQ) under concurrent writers. A study begun
-before pruning existed, `<sweep dir>/optuna.db`, is kept where it is and resumed from there; a
+cannot hit SQLite's "database is locked" (Optuna's FAQ) under concurrent writers. A sweep
+folder whose study is an SQLite file, `<sweep dir>/optuna.db`, is resumed from that file; a
 `hydra.sweeper.storage` URL is used as given.
 """
 

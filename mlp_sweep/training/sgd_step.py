@@ -12,7 +12,7 @@ order of updates: the same numbers, bit for bit (tests/test_fast.py checks every
 both model forms, on and off the logits, against the autograd path).
 
 Anything else (Adam, momentum, weight decay, the MSE loss, bf16 autocast, a compiled model)
-trains through autograd as before.
+trains through autograd (loss.backward(), optimizer.step()).
 """
 
 from __future__ import annotations
