@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mlp_sweep.errors import ConfigError
 from mlp_sweep.launch import pool
 from mlp_sweep.training import threads
 
@@ -76,13 +77,12 @@ def _expected(argv: list[str], cores: int) -> int:
                 return 0
             cap = value
         elif key == "trainer.threads":
-            value = override.value()
             if override.is_sweep_override():
                 return 0
-            if isinstance(value, int) and value >= 1:
-                per_job = value
-            elif str(value).strip().lower() != threads.AUTO:
-                return 0
+            try:
+                per_job = threads.parse(override.value())
+            except ConfigError:
+                return 0  # the check says what is wrong with it
         elif override.is_sweep_override():
             jobs *= len(list(override.sweep_string_iterator()))
     workers, _ = threads.split(jobs, cap, per_job, cores)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mlp_sweep.errors import one_line
+
 if TYPE_CHECKING:
     from mlp_sweep.loggers.run_info import RunInfo
     from mlp_sweep.training.loop import EpochStats
@@ -60,5 +62,4 @@ def describe_failure(err: BaseException) -> str:
         needed = INSTALL.get(err.name.split(".")[0])
         if needed is not None:
             return f"{err.name} is not installed; it needs {needed}"
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+    return one_line(err)

@@ -15,8 +15,7 @@ from omegaconf import OmegaConf
 from mlp_sweep.labels import MULTIRUN_FILE
 from mlp_sweep.results.compare import compare
 from mlp_sweep.results.stats import Estimate
-from mlp_sweep.results.summary import job_dirs
-from mlp_sweep.run.record import read_metrics
+from mlp_sweep.run.reader import job_dirs, read_run, warning_line
 from mlp_sweep.status import Status
 
 # Ends this far (test accuracy) below its linear-logit twin (same activation, same seed): collapsed.
@@ -27,15 +26,17 @@ def load_runs(sweep_dir: Path) -> pd.DataFrame:
     """One row per run of the sweep: its factors, final metrics and where its record is."""
     rows = []
     for job_dir in job_dirs(sweep_dir):
-        record = read_metrics(job_dir)
-        p = record["params"]
+        read = read_run(job_dir)
+        if not read.readable:  # the page is built from whole sweeps only
+            raise ValueError(warning_line(read))
+        record, p = dict(read.fields), read.params
         rows.append(
             {
                 "act": p["model.act"],
                 "init": p["model.init"],
                 "output_act": p["model.output_act"],
                 "seed": p["seed"],
-                "status": record["status"],
+                "status": read.status,
                 "test_acc": record["test_acc"],
                 "test_loss": record["test_loss"],
                 "epochs": record["epochs_done"],

@@ -106,14 +106,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    """The run's metrics.json. Raises OSError or ValueError if it is missing or torn."""
-    record = json.loads((run_dir / METRICS_FILE).read_text())
-    if not isinstance(record, dict) or "status" not in record:
-        raise ValueError(f"{run_dir / METRICS_FILE} is not an mlp_sweep record")
-    return record
-
-
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
