@@ -55,6 +55,7 @@ class LoggerSet:
         self._steps_sent = 0.0
         self._sent: list[StepLoss] = []  # sent since the last flush_steps(), as floats
         self.failed: dict[str, str] = {}
+        self._started = False  # a run that fails before training never starts its loggers
         self._lock = threading.Lock()
         self._workers = [(Worker(lg, self._fail), timeout) for lg, timeout in loggers]
         for worker, _ in self._workers:
@@ -85,6 +86,7 @@ class LoggerSet:
     def start(self, run: RunInfo, history: list[EpochStats], steps: list[StepLoss]) -> None:
         """Queued for each logger; returns once their imports are done (at most
         PREPARE_SECONDS), not their connections."""
+        self._started = True
         self._each("start", run, list(history), list(steps))
         deadline = time.monotonic() + PREPARE_SECONDS
         for worker, _ in self._workers:
@@ -124,7 +126,9 @@ class LoggerSet:
         self._each("digits", epoch, digits)
 
     def finish(self, record: dict[str, Any]) -> None:
-        self._each("finish", dict(record))
+        """The run's end, for loggers that started (nothing to finish otherwise)."""
+        if self._started:
+            self._each("finish", dict(record))
 
     def close(self) -> dict[str, str]:
         """Finish sending (bounded per logger); returns the failed loggers and why."""

@@ -43,6 +43,7 @@ from mlp_sweep.run.record import (
     SCHEMA_VERSION,
     environment,
     now_iso,
+    remove_stale_temps,
     write_bytes_atomic,
     write_csv_atomic,
     write_json_atomic,
@@ -151,6 +152,7 @@ class Lifecycle:
         """The record says `running` from here on; the loggers are open (not yet started)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / TRACEBACK_FILE).unlink(missing_ok=True)  # an earlier failure's
+        remove_stale_temps(self.run_dir)  # an earlier attempt's, killed while writing
         self.record.fields["attempt"] = read_run(self.run_dir).attempt + 1
         self.record.update()
         if self.job.num is not None:  # the launch line, here rather than on the sweep's console

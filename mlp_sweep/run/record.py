@@ -63,6 +63,13 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_stale_temps(folder: Path) -> None:
+    """Delete the temp files of writes a kill cut short in `folder` (write_bytes_atomic's
+    `.<name>.*.tmp`): called by the folder's lock holder, so none is being written now."""
+    for stale in folder.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def _json_safe(value: Any) -> Any:
     # JSON has no NaN/inf; a diverged run's losses are written as null.
     if isinstance(value, float) and not math.isfinite(value):

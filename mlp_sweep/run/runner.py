@@ -306,11 +306,9 @@ def _stacked(runs: list[_Run], first: Config) -> None:
                 fit_stacked(part, data, epoch_done, deadline)
 
     def failed(err: Exception) -> None:  # the runs go on alone, from their checkpoints
+        log.warning("stacked training failed (%s); its runs continue one by one", one_line(err))
         trace = "".join(traceback.format_exception(err))
-        log.warning(
-            "stacked training failed (%s); its runs continue one by one\n%s", one_line(err), trace
-        )
-        for run in runs:
-            run.life.abandoned(f"stacked training failed: {one_line(err)}; continued alone")
+        for run in runs:  # the whole story in each run's own log, not on the sweep's console
+            run.life.abandoned(f"stacked training failed; continued alone\n{trace}")
 
     _drive(runs, train, first.trainer.time_limit, failed)
