@@ -11,10 +11,17 @@ record, the summary. For each size N (default 10, 100, 1000), timed in this one 
   and on the default launcher.
 
 Each wall time is also shown per job, and as the marginal cost of a job (the slope between
-two sizes, start-up left out). Then a folder of --folder-runs finished runs (copies of a real
-one) is summarized, resume-scanned (`--resume` up to the point of launching) and plotted in a
-fresh process, which reports its seconds and peak memory; so does a folder a tenth the size,
-to show how memory grows per run.
+two sizes, start-up left out). Plain Hydra's and basic's CPU seconds are shown too: on a
+shared machine another user's work stretches the wall time of whichever command it overlaps,
+and its CPU time much less. (Not the default launcher's: its workers are children of a fork
+server that the command never waits for, so their CPU time never reaches this process's
+count.) --repeat K runs each size K rounds of the three commands in turn and reports medians
+(of ratios: the median of each round's ratio).
+
+Then a folder of --folder-runs finished runs (copies of a real one) is summarized,
+resume-scanned (`--resume` up to the point of launching) and plotted in a fresh process, which
+reports its seconds and peak memory; so does a folder a tenth the size, to show how memory
+grows per run.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import json
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,14 +58,22 @@ if __name__ == "__main__":
 """
 
 
-def _wall(command: list[str], cwd: Path, log: Path) -> float:
+KINDS = ("plain", "basic", "default")
+
+
+def _run(command: list[str], cwd: Path, log: Path) -> tuple[float, float]:
+    """The command's wall seconds and CPU seconds (user + system, its own and those of the
+    children it waited for)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     tic = time.perf_counter()
     with log.open("w") as out:
         done = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - tic
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {done.returncode}; see {log}")
-    return seconds
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, cpu
 
 
 def check_seconds(n: int, sweep_dir: Path) -> float:
@@ -72,32 +88,36 @@ def check_seconds(n: int, sweep_dir: Path) -> float:
     return seconds
 
 
-def sweep_sizes(sizes: list[int], work: Path) -> list[dict[str, Any]]:
+def sweep_sizes(sizes: list[int], work: Path, repeat: int = 1) -> list[dict[str, Any]]:
+    """For each size, `repeat` rounds of plain Hydra, basic and default in turn, each into a
+    fresh folder (`<kind><n>-<round>`): the medians of their wall and CPU seconds, and of each
+    round's ratio to plain Hydra's."""
     app = work / "plain_app.py"
     app.write_text(PLAIN_APP)
     rows = []
     for n in sizes:
         sweep = [sys.executable, "-m", "mlp_sweep", "-m", f"seed=range({n})", *TRIVIAL]
-        row = {"n": n, "check": check_seconds(n, work / f"check{n}")}
-        row["plain"] = _wall(
-            [
-                sys.executable,
-                str(app),
-                "-m",
-                f"+seed=range({n})",
-                f"hydra.sweep.dir={work}/plain{n}",
-            ],
-            work,
-            work / f"plain{n}.log",
-        )
-        row["basic"] = _wall(
-            [*sweep, "hydra/launcher=basic", f"hydra.sweep.dir={work}/basic{n}"],
-            work,
-            work / f"basic{n}.log",
-        )
-        row["default"] = _wall(
-            [*sweep, f"hydra.sweep.dir={work}/default{n}"], work, work / f"default{n}.log"
-        )
+        commands = {
+            "plain": [sys.executable, str(app), "-m", f"+seed=range({n})"],
+            "basic": [*sweep, "hydra/launcher=basic"],
+            "default": sweep,
+        }
+        rounds: list[dict[str, float]] = []
+        for r in range(repeat):
+            got: dict[str, float] = {}
+            for kind, command in commands.items():
+                folder = work / f"{kind}{n}-{r}"
+                wall, cpu = _run(
+                    [*command, f"hydra.sweep.dir={folder}"], work, work / f"{folder.name}.log"
+                )
+                got[kind], got[f"{kind}_cpu"] = wall, cpu
+            got["basic/plain"] = got["basic"] / got["plain"]
+            got["basic/plain_cpu"] = got["basic_cpu"] / got["plain_cpu"]
+            got["default/plain"] = got["default"] / got["plain"]
+            rounds.append(got)
+        row: dict[str, Any] = {"n": n, "check": check_seconds(n, work / f"check{n}")}
+        row |= {k: statistics.median(got[k] for got in rounds) for k in rounds[0]}
+        row["rounds"] = rounds
         print(_size_line(row), flush=True)
         rows.append(row)
     return rows
@@ -105,8 +125,9 @@ def sweep_sizes(sizes: list[int], work: Path) -> list[dict[str, Any]]:
 
 def _size_line(row: dict[str, Any]) -> str:
     n = row["n"]
-    cells = [f"{row[k]:7.1f} s {1000 * row[k] / n:6.1f} ms" for k in ("plain", "basic", "default")]
-    return f"{n:>6}  {1000 * row['check'] / n:6.2f} ms  " + "  ".join(cells)
+    cells = [f"{row[k]:7.1f} s {1000 * row[k] / n:6.1f} ms" for k in KINDS]
+    cpu = "  ".join(f"{row[f'{k}_cpu']:6.1f} s" for k in ("plain", "basic"))
+    return f"{n:>6}  {1000 * row['check'] / n:6.2f} ms  " + "  ".join(cells) + f"    {cpu}"
 
 
 def fake_sweep(template: Path, dest: Path, n: int) -> None:
@@ -183,6 +204,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlp_sweep.bench sweep-overhead")
     parser.add_argument("--sizes", default="10,100,1000", help="sweep sizes, e.g. 10,100,1000")
     parser.add_argument("--folder-runs", type=int, default=10_000)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds per size, for medians on a noisy machine"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--scan", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -193,12 +217,16 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="mlp_sweep-overhead-") as tmp:
         work = Path(tmp)
         print("trivial jobs: python -m mlp_sweep -m 'seed=range(N)' " + " ".join(TRIVIAL))
-        print(f"{'N':>6}  {'check/job':>9}  {'plain Hydra':>19}  {'basic':>19}  {'default':>19}")
-        rows = sweep_sizes(sizes, work)
+        print(
+            f"{'N':>6}  {'check/job':>9}  {'plain Hydra':>19}  {'basic':>19}  {'default':>19}"
+            f"    CPU: plain, basic"
+            + (f"  (medians of {args.repeat} rounds)" if args.repeat > 1 else "")
+        )
+        rows = sweep_sizes(sizes, work, args.repeat)
         print(marginal_table(rows))
         folders = {}
         for n in sorted({max(args.folder_runs // 10, 1), args.folder_runs}):
-            fake_sweep(work / f"basic{sizes[0]}", work / f"folder{n}", n)
+            fake_sweep(work / f"basic{sizes[0]}-0", work / f"folder{n}", n)
             folders[n] = scan_in_fresh_process(work / f"folder{n}")
             f = folders[n]
             total = f["summary"] + f["resume"] + f["plots"]
@@ -230,8 +258,8 @@ def marginal_table(rows: list[dict[str, Any]]) -> str:
         )
     for row in rows:
         lines.append(
-            f"  N={row['n']}: basic/plain {row['basic'] / row['plain']:.2f}x, "
-            f"default/plain {row['default'] / row['plain']:.2f}x (wall)"
+            f"  N={row['n']}: basic/plain {row['basic/plain']:.2f}x wall, "
+            f"{row['basic/plain_cpu']:.2f}x CPU; default/plain {row['default/plain']:.2f}x wall"
         )
     return "\n".join(lines)
 
