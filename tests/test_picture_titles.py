@@ -115,6 +115,7 @@ def test_a_title_that_fits_stays_one_line_and_a_long_one_breaks_at_spaces() -> N
     assert len(pieces) > 1 and "".join(pieces) == LONG_WORD
     assert all(font.getlength(piece) <= 300 for piece in pieces)
     assert pictures.wrap("", 300, font) == []
+    assert pictures.wrap("ab c", 1, font) == ["a", "b", "c"]  # narrower than any character
 
 
 def test_a_short_title_keeps_the_pictures_height(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ def wrap(text: str, width: float, font: Any) -> list[str]:
             lines.append(line)
         line = word
         while font.getlength(line) > width:  # one override wider than the picture: cut it
-            cut = len(line) - 1
+            cut = max(1, len(line) - 1)  # a character a line at the least
             while cut > 1 and font.getlength(line[:cut]) > width:
                 cut -= 1
             lines.append(line[:cut])
