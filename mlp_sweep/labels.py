@@ -9,6 +9,7 @@ Every command mlp_sweep prints for a user to paste (resume, retry, re-run) comes
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -84,12 +85,25 @@ def swept_in_command(overrides: list[str], sweeper_params: dict[str, Any] | None
 
 
 def swept_in_folder(sweep_dir: Path) -> set[str] | None:
-    """The swept keys of the sweep that made sweep_dir, from its multirun.yaml; None if unknown."""
+    """The swept keys of the sweep that made sweep_dir, from its multirun.yaml; None if unknown.
+    Every job of a sweep asks (its pictures' title, its loggers' label): the file is read and
+    parsed (~2 ms) once per process and version of it."""
+    path = sweep_dir / MULTIRUN_FILE
     try:
-        saved = yaml.load((sweep_dir / MULTIRUN_FILE).read_text(), Loader=_LOADER)
+        seen = path.stat()
+    except OSError:
+        return None
+    swept = _swept_in_file(path, seen.st_mtime_ns, seen.st_size)
+    return None if swept is None else set(swept)
+
+
+@functools.lru_cache(maxsize=8)
+def _swept_in_file(path: Path, mtime_ns: int, size: int) -> frozenset[str] | None:
+    try:
+        saved = yaml.load(path.read_text(), Loader=_LOADER)
         hydra = saved["hydra"]
         params = (hydra.get("sweeper") or {}).get("params")
-        return swept_in_command(list(hydra["overrides"]["task"]), params) or None
+        return frozenset(swept_in_command(list(hydra["overrides"]["task"]), params)) or None
     except Exception:  # a label is cosmetic: never a reason to fail
         return None
 
