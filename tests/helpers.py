@@ -112,17 +112,22 @@ def assert_same_history(run_dir: Path, reference: Path) -> None:
     )
 
 
-def run_command(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def run_command(
+    *args: str, cwd: Path, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`python -m mlp_sweep args...` to its end, its output captured."""
-    return run_python("-m", "mlp_sweep", *args, cwd=cwd, timeout=timeout)
+    return run_python("-m", "mlp_sweep", *args, cwd=cwd, timeout=timeout, env=env)
 
 
-def run_python(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """`python args...` to its end, in the commands' environment, its output captured."""
+def run_python(
+    *args: str, cwd: Path, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python args...` to its end, in the commands' environment (or `env`), its output
+    captured."""
     return subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
-        env=cli_env(),
+        env=env or cli_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

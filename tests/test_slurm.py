@@ -7,18 +7,20 @@ Debian packages. The module skips, saying why, only where those packages are mis
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests import helpers
 from tests.cluster import slurm_cluster
+from tests.feature_matrix import basic_matrix, check_features, check_same, run_matrix
 from tests.helpers import assert_same_history, cli_env, epochs_written, start_cli, wait_for
 
 # Included in the default run; `-m "not slow and not cluster"` leaves it out (~75 s).
@@ -46,14 +48,7 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 
 
 def sweep_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mlp_sweep", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return helpers.run_command(*args, cwd=cwd, env=env, timeout=300)
 
 
 def test_activation_sweep_runs_as_a_slurm_array(slurm_env, tmp_path: Path) -> None:
@@ -190,3 +185,22 @@ def test_a_search_prunes_its_trials_inside_slurm_jobs(slurm_env, tmp_path: Path)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3 + ["PRUNED"] * 3
     for trial, record in zip(study.trials, records, strict=True):
         assert sorted(trial.intermediate_values) == list(range(1, record["epochs_done"] + 1))
+
+
+def _kill_job_0(proc: subprocess.Popen[str], folder: Path, env: dict[str, str]) -> None:
+    """SIGKILL on job 0's process inside its SLURM job (on this one-node cluster, by the pid
+    its record gives), then the submitting command left to notice the job's end and finish."""
+    os.kill(json.loads((folder / "0" / "metrics.json").read_text())["pid"], signal.SIGKILL)
+    proc.wait(timeout=240)
+
+
+def test_the_feature_matrix_on_slurm(
+    slurm_env, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SLURM's row of the feature x launcher matrix (tests/test_feature_matrix.py): the same
+    sweeps inside SLURM jobs leave what the basic launcher leaves, to the last bit."""
+    logged = importlib.util.find_spec("tensorboard") is not None
+    logger = ["logger=tensorboard"] if logged else []
+    ours = run_matrix("slurm", SLURM, tmp_path, logger, env=slurm_env, kill=_kill_job_0)
+    check_features(ours, logged)
+    check_same(ours, basic_matrix(tmp_path_factory, logger), exact=True)
