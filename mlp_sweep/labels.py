@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it into the sweep folder before any job
+SUMMARY_FILE = "summary.csv"  # a row per run (mlp_sweep.results.summary)
 
 
 def command(*args: str, module: str = "mlp_sweep") -> str:

@@ -26,11 +26,10 @@ from mlp_sweep.cli.resume import resume_argv
 from mlp_sweep.config import register_configs, to_config
 from mlp_sweep.errors import ConfigMismatch, MlpSweepError
 from mlp_sweep.hydra_compat import known_mode, parse_args
-from mlp_sweep.labels import command, hydra_value, resume_command
+from mlp_sweep.labels import SUMMARY_FILE, command, hydra_value, resume_command
 from mlp_sweep.launch.task import job_info, records_runs
 from mlp_sweep.paths import CONF_DIR
 from mlp_sweep.results import sweep_callback as callbacks
-from mlp_sweep.results.summary import SUMMARY_FILE
 from mlp_sweep.run.interrupt import (
     exit_code,
     holding_a_signal,

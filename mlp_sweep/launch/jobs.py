@@ -23,7 +23,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlp_sweep.launch.task import is_mlp_sweep_task, job_dir, reads_hydra_config
-from mlp_sweep.run.runner import claim
+from mlp_sweep.run.claim import claim
 from mlp_sweep.status import Status
 
 log = logging.getLogger(__name__)
@@ -91,10 +91,18 @@ class HydraJobs:
 
     def __call__(self, jobs: Sequence[tuple[int, Sequence[str]]]) -> list[JobReturn]:
         configs = [self.compose(index, overrides) for index, overrides in jobs]
-        if len(jobs) > 1 and is_mlp_sweep_task(self.task_function):
-            from mlp_sweep.launch.stacked_group import entry, train_group
+        if len(jobs) < 2 or not is_mlp_sweep_task(self.task_function):
+            return self._run_each(configs, jobs)
+        from mlp_sweep.launch.stacked_group import entry, train_group
+        from mlp_sweep.run.runner import reporting
 
-            train_group([entry(config) for config in configs])
+        ended = train_group([entry(config) for config in configs])
+        with reporting(ended):  # each job's task reports how its run ended in the stack
+            return self._run_each(configs, jobs)
+
+    def _run_each(
+        self, configs: Sequence[DictConfig], jobs: Sequence[tuple[int, Sequence[str]]]
+    ) -> list[JobReturn]:
         return [
             run_locked(self.hydra_context, self.task_function, config, overrides)
             for config, (_, overrides) in zip(configs, jobs, strict=True)

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -58,15 +59,16 @@ def _member_logger(entry: Entry) -> tuple[logging.Logger, logging.Handler]:
     return logger, handler
 
 
-def train_group(entries: Sequence[Entry]) -> None:
-    """Train what can of these runs as one stack, each recorded in its own folder."""
+def train_group(entries: Sequence[Entry]) -> dict[Path, dict[str, Any]]:
+    """Train what can of these runs as one stack, each recorded in its own folder; how each
+    run that ended in the stack ended, by folder (mlp_sweep.run.runner.run_stack)."""
     with contextlib.ExitStack() as opened:
         members = []
         for e in entries:
             logger, handler = _member_logger(e)
             opened.callback(handler.close)
             members.append(StackMember(e.cfg, e.run_dir, e.job, logger))
-        run_stack(members)
+        return run_stack(members)
 
 
 def entry(config: DictConfig) -> Entry:

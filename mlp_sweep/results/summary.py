@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from mlp_sweep.errors import MlpSweepError
-from mlp_sweep.labels import MULTIRUN_FILE, key_of
+from mlp_sweep.labels import MULTIRUN_FILE, SUMMARY_FILE, key_of
 from mlp_sweep.run.reader import HYDRA_DIR, job_dirs, read_run, warning_line
 from mlp_sweep.run.record import METRICS_FILE, write_bytes_atomic
 from mlp_sweep.search.objectives import DEFAULT_OBJECTIVE, as_list, pareto_front
@@ -32,7 +32,6 @@ from mlp_sweep.status import FINISHED, Status
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "summary.csv"
 TRIAL = "trial"
 PARETO = "pareto"  # a search with several objectives: the run's trial is Pareto-optimal
 BY_CONFIG_FILE = "summary_by_config.csv"

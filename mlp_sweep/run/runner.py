@@ -30,7 +30,7 @@ import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,13 +39,10 @@ import torch
 
 from mlp_sweep.config import Config, validate
 from mlp_sweep.errors import MlpSweepError, one_line
-from mlp_sweep.run import lock
+from mlp_sweep.run.claim import claim
 from mlp_sweep.run.interrupt import signals_raise
 from mlp_sweep.run.job import JobInfo
 from mlp_sweep.run.lifecycle import Lifecycle
-from mlp_sweep.run.prior import prior_record
-from mlp_sweep.run.reader import Record, elsewhere, read_run
-from mlp_sweep.run.record import now_iso
 from mlp_sweep.run.state import RunState, compiled, configure_process, start_state
 from mlp_sweep.status import Status
 from mlp_sweep.training import precision
@@ -55,34 +52,25 @@ from mlp_sweep.training.loop import History, TimeLimitReached, deadline_after, f
 from mlp_sweep.training.stacked import Member
 from mlp_sweep.training.stacked_sgd import fit_stacked
 
-__all__ = ["JobInfo", "StackMember", "claim", "run", "run_stack"]
+__all__ = ["JobInfo", "StackMember", "claim", "reporting", "run", "run_stack"]
 
 log = logging.getLogger(__name__)
 
-# Runs a stack ended in this process (timeout, ok, diverged, pruned), by folder: the second
-# step (each job's run_job, whose task calls run) reports them as they ended instead of
-# training them again, as a run alone is trained once per attempt. A stack that failed as a
-# whole leaves its runs out: they continue alone.
+# While a stack's jobs go through their second step (each job's run_job, whose task calls
+# run), the runs the stack ended (timeout, ok, diverged, pruned), by folder: run reports each
+# as it ended instead of training it again, as a run alone is trained once per attempt. A stack
+# that failed as a whole leaves its runs out: they continue alone. Set only by `reporting`.
 _ended: dict[Path, dict[str, Any]] = {}
 
 
-def claim(run_dir: Path, cfg: Config | None, held: contextlib.ExitStack) -> Record | None:
-    """None: run_dir is this process's to train, its lock now held by `held`. Otherwise the
-    Record that says why not: the run finished there (skip it), or another process holds it
-    (`running elsewhere`). With a cfg, a folder of another config raises ConfigMismatch before
-    anything in it is touched; without one, that check is left to the run."""
-
-    def finished() -> Record | None:
-        record = read_run(run_dir) if cfg is None else prior_record(run_dir, cfg)
-        return record if record.finished else None
-
-    if (done := finished()) is not None:  # final: safe to read unlocked
-        return done
+@contextlib.contextmanager
+def reporting(ended: dict[Path, dict[str, Any]]) -> Iterator[None]:
+    """For the block, run() reports these runs (a stack's, from run_stack) as they ended."""
+    _ended.update({Path(d).absolute(): result for d, result in ended.items()})
     try:
-        held.enter_context(lock.holding(run_dir, since=now_iso()))
-    except lock.RunLocked as err:
-        return elsewhere(run_dir, str(err))
-    return finished()  # it may have finished while we waited
+        yield
+    finally:
+        _ended.clear()
 
 
 @dataclass
@@ -253,13 +241,14 @@ def _joinable(member: StackMember, held: contextlib.ExitStack) -> bool:
         return False
 
 
-def run_stack(offered: Sequence[StackMember]) -> list[StackMember]:
-    """Train what can of these runs as one stack, each recorded in its own folder. Returns the
-    members that trained in it (none where fewer than two could join: a run alone is a run)."""
+def run_stack(offered: Sequence[StackMember]) -> dict[Path, dict[str, Any]]:
+    """Train what can of these runs as one stack, each recorded in its own folder. Returns how
+    each run that ended in the stack ended, by folder (none where fewer than two could join: a
+    run alone is a run; none where the stack failed: its runs continue alone)."""
     with contextlib.ExitStack() as held:
         joined = [m for m in offered if _joinable(m, held)]
         if len(joined) < 2:
-            return []
+            return {}
         nums = [m.job.num for m in joined]
         extra = {"fused": {"jobs": nums, "members": len(nums)}}
         runs = [_Run(Lifecycle(m.cfg, m.run_dir, m.job, m.logger, extra)) for m in joined]
@@ -272,10 +261,7 @@ def run_stack(offered: Sequence[StackMember]) -> list[StackMember]:
         first = joined[0].cfg  # the stack's data, precision and clock are its members' (fuse_key)
         with signals_raise():
             _stacked(runs, first)
-        for member, run in zip(joined, runs, strict=True):
-            if run.result:
-                _ended[Path(member.run_dir).absolute()] = run.result
-        return joined
+        return {m.run_dir: run.result for m, run in zip(joined, runs, strict=True) if run.result}
 
 
 def _stacked(runs: list[_Run], first: Config) -> None:
