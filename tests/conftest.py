@@ -34,6 +34,7 @@ for _name, _value in QUIET_THREADS.items():
 LONGEST_FIRST = [
     "test_fused.py",
     "test_slurm.py",
+    "test_feature_matrix.py",
     "test_chaos.py",
     "test_locks.py",
     "test_interrupt.py",
