@@ -64,25 +64,16 @@ def label(overrides: list[str], swept: set[str] | None) -> str:
     return " ".join(short(o) for o in kept or overrides)
 
 
-def _dotted(tree: dict[str, Any], prefix: str = "") -> set[str]:
-    """{"optim": {"lr": ...}} -> {"optim.lr"}; a search space may be written either way."""
-    keys = set()
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            keys |= _dotted(value, f"{prefix}{key}.")
-        else:
-            keys.add(f"{prefix}{key}")
-    return keys
-
-
 def swept_in_command(overrides: list[str], sweeper_params: dict[str, Any] | None) -> set[str]:
     """Keys given several values: on the command line (a,b / range() / glob) or as the
     sweeper's params."""
-    from mlp_sweep import hydra_compat  # Hydra: only where a command line is read, not summary
+    # Hydra: only where a command line is read, not by the summary.
+    from mlp_sweep import hydra_compat
+    from mlp_sweep.config import flatten  # the one flattener: {"optim": {"lr": x}} -> optim.lr
 
     parsed = hydra_compat.overrides_parser().parse_overrides(overrides)
     keys = {o.key_or_group for o in parsed if o.is_sweep_override()}
-    return keys | _dotted(dict(sweeper_params or {}))
+    return keys | set(flatten(dict(sweeper_params or {})))
 
 
 def swept_in_folder(sweep_dir: Path) -> set[str] | None:
