@@ -88,6 +88,10 @@ class Chaos:
         self.finished: dict[str, dict[str, bytes]] = {}  # run -> its files when first seen ok
         self.rounds = 0
         self.sweeps = 1  # the sweeps begun, one after another
+        # The latest a fault may come: a round that ends before its fault's moment shortens it
+        # to most of that round's length, so that later faults land inside the work.
+        self.latest = moments[1]
+        self.ended_first = False
 
     def where(self) -> str:
         return f"(chaos seed {self.seed}, round {self.rounds})"
@@ -100,6 +104,8 @@ class Chaos:
     def round(self, fault: str | None) -> int:
         """One start of the command, with `fault` thrown at a random moment (None: none)."""
         self.rounds += 1
+        self.ended_first = False
+        started = time.monotonic()
         proc = start_cli(*self.command(), cwd=self.tmp_path)
         thrown = None
         if fault is not None:
@@ -114,6 +120,8 @@ class Chaos:
             raise AssertionError(
                 f"round hung {self.where()} after {thrown}: {(out + err)[-12000:]}"
             ) from None
+        if self.ended_first:  # the round ended before its fault's moment: come earlier
+            self.latest = max(self.moments[0] + 0.2, 0.8 * (time.monotonic() - started))
         said = out + err
         assert "Traceback" not in said, f"{self.where()} {thrown}:\n{said[-4000:]}"
         assert group_gone(proc.pid), f"processes left running {self.where()}"
@@ -126,9 +134,10 @@ class Chaos:
 
     def throw(self, fault: str, proc: subprocess.Popen[str]) -> str | None:
         """Wait a random moment, then the fault; None if the command ended first."""
-        deadline = time.monotonic() + self.rng.uniform(*self.moments)
+        deadline = time.monotonic() + self.rng.uniform(self.moments[0], self.latest)
         while time.monotonic() < deadline:
             if proc.poll() is not None:
+                self.ended_first = True
                 return None
             time.sleep(0.02)
         if fault == "kill_worker":
@@ -174,13 +183,30 @@ class Chaos:
             before = self.finished.setdefault(run_dir.name, files)
             assert files == before, f"finished run {run_dir.name} was rewritten {self.where()}"
 
-    def run(self, rounds: int, check: Callable[[Chaos], None]) -> None:
-        """`rounds` rounds with a fault each, then clean resumes until the sweep is whole;
-        `check` judges each whole sweep. One made whole while rounds remain is checked, and
-        the next rounds start the same sweep anew in another folder: every round finds work
-        to throw its fault into."""
-        for _ in range(rounds):
-            code = self.round(self.rng.choice(FAULTS))
+    def next_fault(self) -> str:
+        """The kind thrown least so far (ties drawn at random): every kind gets its share."""
+        fewest = min(self.thrown[f] for f in FAULTS)
+        return self.rng.choice([f for f in FAULTS if self.thrown[f] == fewest])
+
+    def run(
+        self, rounds: int, check: Callable[[Chaos], None], faults: int = 0, each: int = 0
+    ) -> None:
+        """Rounds with a fault each, at least `rounds` of them and until `faults` faults were
+        thrown in all and every kind `each` times (a fault whose round ended before its moment
+        is not thrown); then clean resumes until the sweep is whole. `check` judges each whole
+        sweep. One made whole while rounds remain is checked, and the next rounds start the
+        same sweep anew in another folder: every round finds work to throw its fault into."""
+        limit = 4 * max(rounds, faults)
+
+        def more() -> bool:
+            if self.rounds < rounds:
+                return True
+            enough = sum(self.thrown.values()) >= faults
+            return not (enough and all(self.thrown[f] >= each for f in FAULTS))
+
+        while more():
+            assert self.rounds < limit, f"only {self.summary(0)} in {self.rounds} rounds"
+            code = self.round(self.next_fault())
             if code == 0 and len(self.finished) == self.runs:
                 check(self)
                 self.sweeps += 1
@@ -193,10 +219,10 @@ class Chaos:
         check(self)
 
     def summary(self, seconds: float) -> str:
-        faults = ", ".join(f"{k} {v}" for k, v in sorted(self.thrown.items()))
+        faults = ", ".join(f"{k} {self.thrown[k]}" for k in FAULTS)
         return (
             f"chaos seed {self.seed}: {self.rounds} rounds over {self.sweeps} sweep(s) in "
-            f"{seconds:.0f} s; thrown: {faults}"
+            f"{seconds:.0f} s; thrown {sum(self.thrown.values())}: {faults}"
         )
 
 
@@ -218,7 +244,15 @@ def small_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _reference(tmp_path_factory, SMALL_GRID)
 
 
-def _grid_chaos(tmp_path: Path, reference: Path, rounds: int, grid: list[str], runs: int) -> None:
+def _grid_chaos(
+    tmp_path: Path,
+    reference: Path,
+    rounds: int,
+    grid: list[str],
+    runs: int,
+    faults: int = 0,
+    each: int = 0,
+) -> None:
     tic = time.monotonic()
     chaos = Chaos(tmp_path, grid, _seed(), runs)
     print(f"chaos seed {chaos.seed}")
@@ -234,7 +268,7 @@ def _grid_chaos(tmp_path: Path, reference: Path, rounds: int, grid: list[str], r
         frame = pd.read_csv(chaos.sweep / "summary.csv")
         assert frame["status"].eq("ok").all() and len(frame) == runs
 
-    chaos.run(rounds, check)
+    chaos.run(rounds, check, faults, each)
     print(chaos.summary(time.monotonic() - tic))
 
 
@@ -244,7 +278,8 @@ def test_a_sweep_survives_a_few_random_faults(tmp_path: Path, small_reference: P
 
 @pytest.mark.slow
 def test_a_sweep_survives_fifty_random_faults(tmp_path: Path, reference: Path) -> None:
-    _grid_chaos(tmp_path, reference, rounds=50, grid=GRID, runs=RUNS)
+    # At least 50 rounds, and until 40 faults have landed, every kind at least 5 times.
+    _grid_chaos(tmp_path, reference, rounds=50, grid=GRID, runs=RUNS, faults=40, each=5)
 
 
 SEARCH = [
@@ -258,7 +293,9 @@ SEARCH = [
 ]
 
 
-def _search_chaos(tmp_path: Path, rounds: int, moments: tuple[float, float]) -> None:
+def _search_chaos(
+    tmp_path: Path, rounds: int, moments: tuple[float, float], faults: int = 0, each: int = 0
+) -> None:
     pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
     tic = time.monotonic()
     chaos = Chaos(tmp_path, SEARCH, _seed(), runs=8, moments=moments)
@@ -281,7 +318,7 @@ def _search_chaos(tmp_path: Path, rounds: int, moments: tuple[float, float]) -> 
             assert record["status"] == "ok" and record["best_test_acc"] == trial.value
             assert max(trial.intermediate_values) == 3
 
-    chaos.run(rounds, check)
+    chaos.run(rounds, check, faults, each)
     print(chaos.summary(time.monotonic() - tic))
 
 
@@ -297,4 +334,4 @@ def test_a_search_survives_a_few_random_faults(tmp_path: Path) -> None:
 def test_a_search_survives_fifty_random_faults(tmp_path: Path) -> None:
     # Later moments than the grid's: a search spends its first seconds importing Optuna and
     # opening its study, before any worker runs; these reach its workers too.
-    _search_chaos(tmp_path, rounds=50, moments=(3.0, 12.0))
+    _search_chaos(tmp_path, rounds=50, moments=(3.0, 12.0), faults=40, each=5)
