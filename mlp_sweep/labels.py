@@ -10,14 +10,25 @@ Every command mlp_sweep prints for a user to paste (resume, retry, re-run) comes
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shlex
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mlp_sweep.errors import MlpSweepError
+
 MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it into the sweep folder before any job
+# Hydra writes a few KB (a search's space adds little): ~500 YAML events, nested ~6 deep.
+# Each is bounded far above that, and well below what takes a second to read: libyaml's parse
+# slows with the square of the nesting (100,000 levels: 30 s, then a crash), and a 1 MB file
+# of 340,000 empty lists took 4 s to load here.
+MULTIRUN_MAX_BYTES = 1 << 20
+MULTIRUN_MAX_EVENTS = 50_000
+MULTIRUN_MAX_DEPTH = 32
 SUMMARY_FILE = "summary.csv"  # a row per run (mlp_sweep.results.summary)
 
 
@@ -92,12 +103,78 @@ def swept_in_folder(sweep_dir: Path) -> set[str] | None:
 @functools.lru_cache(maxsize=8)
 def _swept_in_file(path: Path, mtime_ns: int, size: int) -> frozenset[str] | None:
     try:
-        saved = yaml.load(path.read_text(), Loader=_LOADER)
-        hydra = saved["hydra"]
+        hydra = read_multirun(path.parent)["hydra"]
         params = (hydra.get("sweeper") or {}).get("params")
         return frozenset(swept_in_command(list(hydra["overrides"]["task"]), params)) or None
     except Exception:  # a label is cosmetic: never a reason to fail
         return None
+
+
+class SweepFileError(MlpSweepError):
+    """A multirun.yaml that is not the plain data Hydra writes: one line naming the file."""
+
+
+def read_multirun(sweep_dir: Path) -> dict[str, Any]:
+    """A sweep folder's multirun.yaml as plain data, which a folder from elsewhere may hold
+    anything in: read by YAML's safe loader, no `${...}` resolved (the saved overrides are
+    the strings Hydra wrote), no alias (Hydra writes none; a few nested ones expand to
+    gigabytes), within MULTIRUN_MAX_BYTES, _EVENTS and _DEPTH. Raises SweepFileError."""
+    path = Path(sweep_dir) / MULTIRUN_FILE
+    text = _bounded_text(path)
+    try:
+        depth = 0
+        for count, event in enumerate(yaml.parse(text, Loader=_LOADER)):  # nothing expanded
+            if count > MULTIRUN_MAX_EVENTS:
+                raise SweepFileError(
+                    f"{path}: more than {MULTIRUN_MAX_EVENTS} YAML values, where Hydra writes a "
+                    "few hundred; not read"
+                )
+            if isinstance(event, yaml.AliasEvent):
+                raise SweepFileError(
+                    f"{path}: holds a YAML alias, which Hydra never writes; not read"
+                )
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MULTIRUN_MAX_DEPTH:
+                    raise SweepFileError(
+                        f"{path}: nested deeper than {MULTIRUN_MAX_DEPTH} levels, where Hydra "
+                        "writes a few; not read"
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        data = yaml.load(text, Loader=_LOADER)
+    except SweepFileError:
+        raise
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise SweepFileError(f"{path}: not readable YAML ({where}{err.problem})") from None
+    except Exception as err:  # the constructors' own (a number past int's digits, a date)
+        raise SweepFileError(f"{path}: not readable YAML ({type(err).__name__})") from None
+    if not isinstance(data, dict):
+        raise SweepFileError(f"{path}: not a mapping of Hydra's settings")
+    return data
+
+
+def _bounded_text(path: Path) -> str:
+    """The file's text, refused past MULTIRUN_MAX_BYTES; a FIFO or device is never waited on."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        raise SweepFileError(f"{path}: cannot be read ({err.strerror})") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SweepFileError(f"{path}: not a regular file")
+        data = file.read(MULTIRUN_MAX_BYTES + 1)
+    if len(data) > MULTIRUN_MAX_BYTES:
+        raise SweepFileError(
+            f"{path}: larger than {MULTIRUN_MAX_BYTES >> 20} MB, where Hydra writes a few KB; "
+            "not read"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SweepFileError(f"{path}: not UTF-8 text") from None
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
