@@ -22,13 +22,13 @@ import yaml
 from mlp_sweep.errors import MlpSweepError
 
 MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it into the sweep folder before any job
-# Hydra writes a few KB (a search's space adds little): ~500 YAML events, nested ~6 deep.
-# Each is bounded far above that, and well below what takes a second to read: libyaml's parse
-# slows with the square of the nesting (100,000 levels: 30 s, then a crash), and a 1 MB file
-# of 340,000 empty lists took 4 s to load here.
-MULTIRUN_MAX_BYTES = 1 << 20
-MULTIRUN_MAX_EVENTS = 50_000
-MULTIRUN_MAX_DEPTH = 32
+# A YAML file Hydra writes into a sweep folder (multirun.yaml: a few KB, a search's space adds
+# little) holds ~500 YAML events nested ~6 deep. Each bound is far above that and well below
+# what takes a second to read: libyaml's parse slows with the square of the nesting (100,000
+# levels: 30 s, then a crash), and a 1 MB file of 340,000 empty lists took 4 s to load here.
+YAML_MAX_BYTES = 1 << 20
+YAML_MAX_EVENTS = 50_000
+YAML_MAX_DEPTH = 32
 SUMMARY_FILE = "summary.csv"  # a row per run (mlp_sweep.results.summary)
 
 
@@ -111,22 +111,31 @@ def _swept_in_file(path: Path, mtime_ns: int, size: int) -> frozenset[str] | Non
 
 
 class SweepFileError(MlpSweepError):
-    """A multirun.yaml that is not the plain data Hydra writes: one line naming the file."""
+    """A YAML file of a sweep folder that is not the plain data Hydra writes: one line naming
+    the file."""
 
 
 def read_multirun(sweep_dir: Path) -> dict[str, Any]:
-    """A sweep folder's multirun.yaml as plain data, which a folder from elsewhere may hold
-    anything in: read by YAML's safe loader, no `${...}` resolved (the saved overrides are
-    the strings Hydra wrote), no alias (Hydra writes none; a few nested ones expand to
-    gigabytes), within MULTIRUN_MAX_BYTES, _EVENTS and _DEPTH. Raises SweepFileError."""
+    """A sweep folder's multirun.yaml as plain data (read_plain_yaml). Raises SweepFileError."""
     path = Path(sweep_dir) / MULTIRUN_FILE
+    data = read_plain_yaml(path)
+    if not isinstance(data, dict):
+        raise SweepFileError(f"{path}: not a mapping of Hydra's settings")
+    return data
+
+
+def read_plain_yaml(path: Path) -> Any:
+    """A YAML file Hydra wrote into a sweep folder, as plain data, where a folder from elsewhere
+    may hold anything: read by YAML's safe loader, no `${...}` resolved (the saved overrides
+    are the strings Hydra wrote), no alias (Hydra writes none; a few nested ones expand to
+    gigabytes), within the YAML_MAX_ bounds. Raises SweepFileError."""
     text = _bounded_text(path)
     try:
         depth = 0
         for count, event in enumerate(yaml.parse(text, Loader=_LOADER)):  # nothing expanded
-            if count > MULTIRUN_MAX_EVENTS:
+            if count > YAML_MAX_EVENTS:
                 raise SweepFileError(
-                    f"{path}: more than {MULTIRUN_MAX_EVENTS} YAML values, where Hydra writes a "
+                    f"{path}: more than {YAML_MAX_EVENTS} YAML values, where Hydra writes a "
                     "few hundred; not read"
                 )
             if isinstance(event, yaml.AliasEvent):
@@ -135,9 +144,9 @@ def read_multirun(sweep_dir: Path) -> dict[str, Any]:
                 )
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
-                if depth > MULTIRUN_MAX_DEPTH:
+                if depth > YAML_MAX_DEPTH:
                     raise SweepFileError(
-                        f"{path}: nested deeper than {MULTIRUN_MAX_DEPTH} levels, where Hydra "
+                        f"{path}: nested deeper than {YAML_MAX_DEPTH} levels, where Hydra "
                         "writes a few; not read"
                     )
             elif isinstance(event, yaml.CollectionEndEvent):
@@ -151,13 +160,11 @@ def read_multirun(sweep_dir: Path) -> dict[str, Any]:
         raise SweepFileError(f"{path}: not readable YAML ({where}{err.problem})") from None
     except Exception as err:  # the constructors' own (a number past int's digits, a date)
         raise SweepFileError(f"{path}: not readable YAML ({type(err).__name__})") from None
-    if not isinstance(data, dict):
-        raise SweepFileError(f"{path}: not a mapping of Hydra's settings")
     return data
 
 
 def _bounded_text(path: Path) -> str:
-    """The file's text, refused past MULTIRUN_MAX_BYTES; a FIFO or device is never waited on."""
+    """The file's text, refused past YAML_MAX_BYTES; a FIFO or device is never waited on."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as err:
@@ -165,11 +172,10 @@ def _bounded_text(path: Path) -> str:
     with os.fdopen(fd, "rb") as file:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise SweepFileError(f"{path}: not a regular file")
-        data = file.read(MULTIRUN_MAX_BYTES + 1)
-    if len(data) > MULTIRUN_MAX_BYTES:
+        data = file.read(YAML_MAX_BYTES + 1)
+    if len(data) > YAML_MAX_BYTES:
         raise SweepFileError(
-            f"{path}: larger than {MULTIRUN_MAX_BYTES >> 20} MB, where Hydra writes a few KB; "
-            "not read"
+            f"{path}: larger than {YAML_MAX_BYTES >> 20} MB, where Hydra writes a few KB; not read"
         )
     try:
         return data.decode("utf-8")

@@ -11,6 +11,7 @@ holds its lock, else `incomplete` (its process died).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -23,7 +24,7 @@ import pandas as pd
 import yaml
 
 from mlp_sweep.errors import MlpSweepError
-from mlp_sweep.labels import MULTIRUN_FILE, SUMMARY_FILE, key_of
+from mlp_sweep.labels import MULTIRUN_FILE, SUMMARY_FILE, SweepFileError, key_of, read_multirun
 from mlp_sweep.run.reader import HYDRA_DIR, job_dirs, read_run, warning_line
 from mlp_sweep.run.record import METRICS_FILE, write_bytes_atomic
 from mlp_sweep.search.objectives import DEFAULT_OBJECTIVE, as_list, pareto_front
@@ -148,21 +149,35 @@ class SearchSettings:
 
 def search_settings(sweep_dir: Path) -> SearchSettings:
     """The search settings of the sweep in sweep_dir, read from its multirun.yaml; a plain
-    sweep's (or a folder without that file) are the defaults."""
+    sweep's (or a folder without that file) are the defaults. A file that cannot be read as
+    Hydra writes it gives a search's defaults and one warning (per process and version of it)."""
     if not any((sweep_dir / name).exists() for name in STUDY_FILES):
         return SearchSettings()
+    path = sweep_dir / MULTIRUN_FILE
     try:
-        config = yaml.safe_load((sweep_dir / MULTIRUN_FILE).read_text())
-        sweeper = config["hydra"]["sweeper"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        seen = path.stat()
+    except OSError:
         return SearchSettings(is_search=True)
-    objectives = as_list(sweeper.get("objective")) or [DEFAULT_OBJECTIVE]
-    directions = as_list(sweeper.get("direction")) or ["maximize"]
-    if len(objectives) != len(directions):
+    return _search_in_file(path, seen.st_mtime_ns, seen.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _search_in_file(path: Path, mtime_ns: int, size: int) -> SearchSettings:
+    try:
+        sweeper = read_multirun(path.parent)["hydra"]["sweeper"]
+        objectives = as_list(sweeper.get("objective")) or [DEFAULT_OBJECTIVE]
+        directions = as_list(sweeper.get("direction")) or ["maximize"]
+        seeds = max(1, int(sweeper.get("seeds") or 1))
+    except SweepFileError as err:
+        log.warning("%s; the search's settings taken as the defaults", err)
+        return SearchSettings(is_search=True)
+    except (KeyError, TypeError, ValueError, AttributeError):  # not the sweeper's settings
+        return SearchSettings(is_search=True)
+    if len(objectives) != len(directions) or not set(directions) <= {"maximize", "minimize"}:
         objectives, directions = [DEFAULT_OBJECTIVE], ["maximize"]
     return SearchSettings(
         is_search=True,
-        seeds=max(1, int(sweeper.get("seeds") or 1)),
+        seeds=seeds,
         objectives=tuple(objectives),
         directions=tuple(directions),
     )
