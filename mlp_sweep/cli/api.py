@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlp_sweep.errors import MlpSweepError
-from mlp_sweep.labels import MULTIRUN_FILE
+from mlp_sweep.labels import MULTIRUN_FILE, hydra_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,7 +60,8 @@ def sweep(
     else:
         when = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
         folder = Path(sweep_dir) if sweep_dir is not None else Path("outputs/sweeps") / when
-        argv = ["-m", *overrides, f"hydra.sweep.dir={folder}"]
+        # Quoted for Hydra's grammar: a folder named "a,b" is one folder, not a sweep of two.
+        argv = ["-m", *overrides, f"hydra.sweep.dir={hydra_value(str(folder))}"]
     code, lines = _run([sys.executable, "-m", "mlp_sweep", *argv], echo)
     if code == USAGE or not (folder / MULTIRUN_FILE).is_file():
         errors = [line for line in lines if line.startswith("mlp_sweep:")] or lines[-1:]
