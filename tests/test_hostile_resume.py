@@ -187,6 +187,14 @@ def test_the_refusal_says_how_to_give_the_key_yourself(
     assert shlex.split(line.rpartition("yourself: ")[2])[-1] == setup
 
 
+def test_a_refused_key_given_by_the_user_is_theirs(made: Path, tmp_path: Path) -> None:
+    """The user's own value of a refused key replaces the folder's, which is dropped."""
+    sweep, home = crafted(made, tmp_path, "slurm setup")
+    argv = resume_argv(["--resume", str(sweep), "hydra.launcher.setup=[]"])
+    assert argv[-1] == "hydra.launcher.setup=[]"
+    assert [a for a in argv if "setup" in a] == ["hydra.launcher.setup=[]"]
+
+
 def test_a_real_resume_of_a_crafted_folder_starts_nothing(made: Path, tmp_path: Path) -> None:
     """The entry point as a user runs it (its early worker start reads the folder too)."""
     sweep, home = crafted(made, tmp_path, "slurm setup")
