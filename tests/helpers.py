@@ -18,6 +18,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 if TYPE_CHECKING:
     from mlp_sweep.loggers import RunInfo
     from mlp_sweep.training.loop import EpochStats
@@ -258,6 +260,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def chromium() -> str | None:
     """Debian's chromium (.ci/install-chromium.sh), or None where it is not installed."""
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_or_skip() -> None:
+    """Skip a browser check, saying why, where chromium is missing; fail in CI (CI set, as
+    .ci/run is run), which installs it: a broken install there must not pass as a skip."""
+    if chromium():
+        return
+    why = "no chromium: Debian's chromium is not installed (bash .ci/install-chromium.sh)"
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"CI={os.environ['CI']}: {why}", pytrace=False)
+    pytest.skip(why)
 
 
 def screenshot(url: str, path: Path, size: tuple[int, int] = (1400, 1000)) -> Path:

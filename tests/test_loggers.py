@@ -30,6 +30,7 @@ from mlp_sweep.training.loop import EpochStats
 from tests.helpers import (
     Recorder,
     chromium,
+    chromium_or_skip,
     cli_env,
     free_port,
     http_json,
@@ -52,17 +53,6 @@ def needs_tensorboard() -> Any:
     from tensorboard.backend.event_processing import event_accumulator
 
     return event_accumulator.EventAccumulator
-
-
-def chromium_or_skip() -> None:
-    """Skip the screenshots, saying why, where chromium is missing; fail in CI (CI set, as
-    .ci/run is run), which installs it: a broken install there must not pass as a skip."""
-    if chromium():
-        return
-    why = "no screenshots: Debian's chromium is not installed (bash .ci/install-chromium.sh)"
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(f"CI={os.environ['CI']}: {why}", pytrace=False)
-    pytest.skip(why)
 
 
 TINY = ["data=synthetic", "data.n_train=400", "data.n_test=200", "trainer.batch_size=50"]

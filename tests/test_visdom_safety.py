@@ -15,7 +15,6 @@ import http.server
 import io
 import json
 import logging
-import os
 import subprocess
 import sys
 import tarfile
@@ -31,23 +30,21 @@ import pytest
 from mlp_sweep.loggers import visdom_page, visdom_server
 from mlp_sweep.loggers.visdom_guard import escaping_env_id, refusal
 from mlp_sweep.loggers.visdom_page import PACKAGES, PAGE_FILES, PageFile, page_problems, sha512
-from tests.helpers import chromium, cli_env, free_port, screenshot, stop, wait_until
+from tests.helpers import (
+    chromium,
+    chromium_or_skip,
+    cli_env,
+    free_port,
+    screenshot,
+    stop,
+    wait_until,
+)
 
 PUBLIC, LOCAL = True, False
 
 
 def needs_visdom() -> Any:
     return pytest.importorskip("visdom", reason="needs visdom: see docs/watching.md")
-
-
-def chromium_or_skip() -> None:
-    """As tests/test_loggers.py: skip without chromium, but fail under CI, which installs it."""
-    if chromium():
-        return
-    why = "no chromium: Debian's chromium is not installed (bash .ci/install-chromium.sh)"
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(f"CI={os.environ['CI']}: {why}", pytrace=False)
-    pytest.skip(why)
 
 
 # --- the rules, in-process -----------------------------------------------------------------

@@ -102,6 +102,9 @@ class VisdomLogger:
                 use_incoming_socket=False,
                 raise_exceptions=True,
                 proxies=_environment_proxies(where),
+                # A server started with --login or --public asks for visdom's own login.
+                username=os.environ.get("VISDOM_USERNAME") or None,
+                password=os.environ.get("VISDOM_PASSWORD") or None,
             )
         except ConnectionError:
             raise ConnectionError(f"no visdom server answers at {where}") from None
