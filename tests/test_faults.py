@@ -267,7 +267,8 @@ WRITER = """
 import sys
 from pathlib import Path
 from mlp_sweep.run.record import write_bytes_atomic
-path, i = Path(sys.argv[1]), 0
+path, i = Path(sys.argv[1]), 1
+write_bytes_atomic(path, b"b" * 4_000_000)  # a whole file there before any kill can come
 print("ready", flush=True)
 while True:
     write_bytes_atomic(path, (b"a" if i % 2 else b"b") * 4_000_000)
