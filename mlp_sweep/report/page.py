@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import math
 import platform
-import shlex
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import OmegaConf
 
-from mlp_sweep.labels import MULTIRUN_FILE
+from mlp_sweep.labels import command, read_multirun
 from mlp_sweep.results.compare import compare
 from mlp_sweep.results.stats import Estimate
 from mlp_sweep.run.reader import job_dirs, read_run, warning_line
@@ -49,8 +47,8 @@ def load_runs(sweep_dir: Path) -> pd.DataFrame:
 
 
 def sweep_command(sweep_dir: Path) -> str:
-    saved = OmegaConf.load(sweep_dir / MULTIRUN_FILE).hydra.overrides.task
-    return shlex.join(["python", "-m", "mlp_sweep", "-m", *[str(o) for o in saved]])
+    saved = read_multirun(sweep_dir)["hydra"]["overrides"]["task"]
+    return command("-m", *[str(o) for o in saved])
 
 
 def _pm(e: Estimate) -> str:

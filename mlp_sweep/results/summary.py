@@ -21,10 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from mlp_sweep.errors import MlpSweepError
-from mlp_sweep.labels import MULTIRUN_FILE, SUMMARY_FILE, SweepFileError, key_of, read_multirun
+from mlp_sweep.labels import (
+    MULTIRUN_FILE,
+    SUMMARY_FILE,
+    SweepFileError,
+    key_of,
+    read_multirun,
+    read_plain_yaml,
+)
 from mlp_sweep.run.reader import HYDRA_DIR, job_dirs, read_run, warning_line
 from mlp_sweep.run.record import METRICS_FILE, write_bytes_atomic
 from mlp_sweep.search.objectives import DEFAULT_OBJECTIVE, as_list, pareto_front
@@ -65,9 +71,9 @@ def parse_override(text: str) -> tuple[str, str]:
 
 
 def _job_overrides(job_dir: Path) -> list[str]:
-    try:
-        listed = yaml.safe_load((job_dir / HYDRA_DIR / "overrides.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+    try:  # as plain data: a received folder's file is never trusted (labels.read_plain_yaml)
+        listed = read_plain_yaml(job_dir / HYDRA_DIR / "overrides.yaml")
+    except (OSError, SweepFileError):
         return []
     return [str(o) for o in listed] if isinstance(listed, list) else []
 
