@@ -54,7 +54,7 @@ def expected_workers(
 
 
 def _expected(argv: list[str], cores: int) -> int:
-    from mlp_sweep.hydra_compat import parse_args
+    from mlp_sweep.hydra_compat import grid_size, parse_args
 
     args = parse_args(argv)
     flags = (args.help, args.hydra_help, args.cfg, args.info, args.shell_completion)
@@ -63,8 +63,9 @@ def _expected(argv: list[str], cores: int) -> int:
         return 0
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    jobs, cap, per_job = 1, None, None
-    for override in OverridesParser.create().parse_overrides(args.overrides):
+    overrides = OverridesParser.create().parse_overrides(args.overrides)
+    jobs, cap, per_job = grid_size(overrides), None, None
+    for override in overrides:
         key = override.get_key_element()
         if key in ("hydra/sweeper", "hparams_search"):
             return 0  # another sweeper decides its batches
@@ -83,8 +84,6 @@ def _expected(argv: list[str], cores: int) -> int:
                 per_job = threads.parse(override.value())
             except ConfigError:
                 return 0  # the check says what is wrong with it
-        elif override.is_sweep_override():
-            jobs *= len(list(override.sweep_string_iterator()))
     workers, _ = threads.split(jobs, cap, per_job, cores)
     # One core stays the command's (see the module's docstring).
     return min(workers, cores - 1)
