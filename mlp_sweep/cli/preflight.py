@@ -3,7 +3,9 @@
 Hydra composes a sweep's jobs one at a time as it launches them, and its own checks stop at
 types and choices. Here each job is composed up front with Hydra's Compose API and put through
 the same checks a run does (ranges, device, data files), so `-m optim.lr=0.1,-1` fails before
-the first run trains rather than after it.
+the first run trains rather than after it. The sweep's size and its runs' memory are checked
+too (mlp_sweep.cli.limits); a Ctrl-C or SIGTERM, held while the command starts, stops the
+checks at the next job.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlp_sweep import hydra_compat
 from mlp_sweep.cli.checks import check_keys, in_schema, schema_node
+from mlp_sweep.cli.limits import Launcher, MemoryCheck, check_grid
 from mlp_sweep.config import Config, DataConfig, Dataset, to_config, validate
 from mlp_sweep.errors import ConfigError
 from mlp_sweep.paths import CONF_DIR
+from mlp_sweep.run.interrupt import holding_a_signal, release_signals
 from mlp_sweep.run.prior import prior_record
 from mlp_sweep.training.device import check_device
 from mlp_sweep.training.files import cache_missing, prepare_raw
@@ -56,28 +60,32 @@ def search(args: argparse.Namespace) -> tuple[Path, list[str]] | None:
     return CONF_DIR, []
 
 
-def plan(config_name: str, overrides: list[str], multirun: bool) -> list[Job]:
+def plan(config_name: str, overrides: list[str], multirun: bool) -> tuple[list[Job], Launcher]:
     """Every job the command will launch, as Hydra's basic sweeper expands them (the config's
-    hydra.sweeper.params grid, then the command line's)."""
+    hydra.sweeper.params grid, then the command line's), and what its launcher runs at once.
+    A grid past the limit (mlp_sweep.cli.limits) is refused before its jobs are listed."""
     parser = hydra_compat.overrides_parser()
     parsed = parser.parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]
     base = compose(config_name, fixed if multirun else overrides, return_hydra_config=True)
     KNOWN.mode, KNOWN.composed = base.hydra.mode, True  # what Hydra's get_mode would read
-    if multirun:
-        check_launcher(base.hydra.launcher)
     if not multirun:
-        return [Job(overrides, Path(base.hydra.run.dir))]
+        return [Job(overrides, Path(base.hydra.run.dir))], Launcher.of(None)
+    check_launcher(base.hydra.launcher)
+    launcher = Launcher.of(base.hydra.launcher)
     if base.hydra.sweeper.get("_target_") not in hydra_compat.GRID_SWEEPERS:
-        return [Job(fixed, None)]  # other sweepers choose their values as they go
+        return [Job(fixed, None)], launcher  # other sweepers choose their values as they go
     sweeper = OmegaConf.to_container(base.hydra.sweeper, resolve=False)
     params = (sweeper.get("params") if isinstance(sweeper, dict) else None) or {}
     grid = [f"{key}={value}" for key, value in params.items()] + overrides
     sweep_dir = Path(base.hydra.sweep.dir)
     raw = OmegaConf.to_container(base.hydra.sweep, resolve=False)
     by_number = isinstance(raw, dict) and raw.get("subdir") == "${hydra.job.num}"
-    jobs = hydra_compat.expand_grid(parser.parse_overrides(grid))
-    return [Job(job, sweep_dir / str(num) if by_number else None) for num, job in enumerate(jobs)]
+    parsed_grid = parser.parse_overrides(grid)
+    check_grid(parsed_grid)
+    jobs = hydra_compat.expand_grid(parsed_grid)
+    numbered = [Job(job, sweep_dir / str(n) if by_number else None) for n, job in enumerate(jobs)]
+    return numbered, launcher
 
 
 # mlp_sweep's launchers' keys whose values their types cannot check (hydra_plugins'
@@ -137,7 +145,8 @@ def preflight(argv: list[str]) -> list[str | None]:
     """Compose and check every job the command line asks for, before any trains.
 
     Returns, per job, the status of an earlier run in its folder (None: a fresh job). Raises
-    MlpSweepError, or Hydra's/OmegaConf's own composition error, for the first bad job.
+    MlpSweepError, or Hydra's/OmegaConf's own composition error, for the first bad job, and
+    Interrupted where a signal held by the command (run.interrupt.hold_signals) came meanwhile.
     """
     KNOWN.mode, KNOWN.composed = None, False
     args = hydra_compat.parse_args(argv)
@@ -151,11 +160,18 @@ def preflight(argv: list[str]) -> list[str | None]:
         multirun = bool(args.multirun) or "hydra.mode=MULTIRUN" in args.overrides
         statuses = []
         composer = Composer(config_name)
-        for job in plan(config_name, [*extra, *args.overrides], multirun):
+        jobs, launcher = plan(config_name, [*extra, *args.overrides], multirun)
+        sizes = MemoryCheck(launcher)
+        for job in jobs:
+            if holding_a_signal():  # between jobs, no config half-built: stop here
+                release_signals()  # raises the signal's Interrupted
             composed = composer(job.overrides)
             if composer.new_keys:  # leaf values cannot add keys: once per shape is enough
                 check_keys(composed)
-            statuses.append(check_job(to_config(composed), job.run_dir, checked))
+            cfg = to_config(composed)
+            statuses.append(check_job(cfg, job.run_dir, checked))
+            sizes.add(cfg, job.overrides)
+        sizes.check()
         return statuses
 
 
