@@ -1,7 +1,8 @@
 """One run's record on disk: metrics.json and history.csv, each written atomically.
 
-Atomic means temp file in the same folder, fsync, then os.replace: a reader, or a kill at any
-instant, sees the old file or the new one, never half of one.
+Atomic means temp file in the same folder, fsync, os.replace, then fsync of the folder
+(mlp_sweep.training.writes): a reader, or a kill at any instant, sees the old file or the new
+one, never half of one, and a link planted at the name is replaced, never written through.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+# Every record's writer, here beside the record's names.
+from mlp_sweep.training.writes import write_bytes_atomic as write_bytes_atomic
+
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
+HYDRA_DIR = ".hydra"  # Hydra's output_subdir in every job folder (conf/config.yaml keeps it)
 # A damaged file set aside so its run can go on: checkpoint.pt.unreadable, say.
 UNREADABLE_SUFFIX = ".unreadable"
 SCHEMA_VERSION = 1
@@ -36,31 +40,6 @@ def job_order(name: str) -> tuple[int, int, str]:
 
 
 PACKAGES = ("torch", "torchvision", "hydra-core", "omegaconf", "numpy", "mlp-sweep")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that no reader ever sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what open() would
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def remove_stale_temps(folder: Path) -> None:

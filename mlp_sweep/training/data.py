@@ -6,8 +6,7 @@ the training loop has no per-sample Python and no DataLoader workers.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,17 @@ from torch import Tensor
 
 from mlp_sweep.config import DataConfig, Dataset
 from mlp_sweep.errors import DataError
-from mlp_sweep.training.files import TORCHVISION, cache_file, data_root, prepare_raw, raw_dir
+from mlp_sweep.training.files import (
+    TORCHVISION,
+    cache_file,
+    data_root,
+    decoded_shapes,
+    prepare_raw,
+    raw_dir,
+)
+from mlp_sweep.training.writes import atomic_file
+
+log = logging.getLogger(__name__)
 
 # Pixel mean and std of each training set after scaling to [0, 1]; MNIST's are the tutorial's.
 STATS = {
@@ -90,17 +99,10 @@ def _decode(cfg: DataConfig) -> dict[str, Tensor]:
 
 
 def _save_cache(path: Path, tensors: dict[str, Tensor]) -> None:
-    """torch.save through a temp file and a rename: readers see all of it or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide it from the other users of the cache
-        with os.fdopen(fd, "wb") as f:
-            torch.save(tensors, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save, atomically (mlp_sweep.training.writes): readers see all of it or none, and
+    a crash never leaves a torn entry behind a whole name."""
+    with atomic_file(path, 0o644) as f:  # 0644: the cache's other users read it too
+        torch.save(tensors, f)
 
 
 def _build(cfg: DataConfig, path: Path | None) -> dict[str, Tensor]:
@@ -114,17 +116,55 @@ def _build(cfg: DataConfig, path: Path | None) -> dict[str, Tensor]:
     return tensors
 
 
-def _load_cache(path: Path) -> dict[str, Tensor] | None:
-    """The cache entry, memory-mapped, or None when it is missing or damaged (then rebuilt)."""
-    if not path.exists():
-        return None
+def _fault(tensors: object, shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """What makes a loaded cache entry unfit for these raw files, or None: each tensor there
+    with its dtype and the shape the files' headers give, labels 0-9."""
+    if not isinstance(tensors, dict):
+        return f"holds a {type(tensors).__name__}, not the decoded tensors"
+    for key, shape in shapes.items():
+        tensor = tensors.get(key)
+        want = torch.float32 if key.startswith("x") else torch.int64
+        if not isinstance(tensor, Tensor):
+            return f"lacks {key}"
+        if tensor.dtype != want:
+            return f"holds {key} as {tensor.dtype}, expected {want}"
+        if tuple(tensor.shape) != shape:
+            return f"holds {key} of shape {list(tensor.shape)}, expected {list(shape)}"
+        if key.startswith("y") and len(tensor) and not 0 <= tensor.min() <= tensor.max() <= 9:
+            return f"holds {key} with labels outside 0-9"
+    return None
+
+
+def _inode(path: Path) -> int | None:
     try:
-        tensors: dict[str, Tensor] = torch.load(
-            path, map_location="cpu", weights_only=True, mmap=True
-        )
-    except Exception:
+        return path.stat().st_ino
+    except OSError:
         return None
-    return tensors
+
+
+def _load_cache(cfg: DataConfig, path: Path) -> dict[str, Tensor] | None:
+    """The cache entry, memory-mapped, or None when it is missing or unfit (then rebuilt,
+    with one warning naming it): a cache folder may be shared, or damaged, and an entry that
+    loads but lacks a tensor would otherwise fail every run that reads it."""
+    inode = _inode(path)
+    shapes = decoded_shapes(cfg) if inode is not None else None
+    if inode is None or shapes is None:  # no entry; raw files that prepare_raw will name
+        return None
+    for _ in range(3):  # a few times only, should other processes keep rebuilding it
+        try:
+            tensors = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as err:
+            fault: str | None = f"is unreadable ({type(err).__name__})"
+        else:
+            fault = _fault(tensors, shapes)
+            if fault is None:
+                return tensors
+        now = _inode(path)
+        if now is None or now == inode:  # not rebuilt by another process since: ours to do
+            break
+        inode = now
+    log.warning("data cache %s %s; rebuilding it", path, fault)
+    return None
 
 
 def ensure_cached(cfg: DataConfig) -> None:
@@ -152,7 +192,7 @@ def _decoded(cfg: DataConfig) -> dict[str, Tensor]:
     path = cache_file(cfg)
     if path is not None and path in _loaded:
         return _loaded[path]
-    tensors = _load_cache(path) if path is not None else None
+    tensors = _load_cache(cfg, path) if path is not None else None
     if tensors is None:  # missing or not cached: check the files (or say why) first
         prepare_raw(cfg)
         path = cache_file(cfg)

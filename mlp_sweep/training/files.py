@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from mlp_sweep.config import DataConfig, Dataset
 from mlp_sweep.errors import DataError
 from mlp_sweep.paths import MNIST_ROOT
+from mlp_sweep.training.writes import atomic_file
 
 # The project's own copy of MNIST: <checkout>/data/MNIST/raw, or mlp_sweep/mnist/MNIST/raw in an
 # installed wheel (mlp_sweep/paths.py). Its .gz files are decompressed beside them on first use,
@@ -39,6 +41,13 @@ MNIST_FILES = {
     "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
 }
 IDX_FILES = list(MNIST_FILES)  # FashionMNIST and KMNIST use the same four names
+# Each decoded tensor and the raw file it comes from.
+DECODED_FROM = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
 
 
 # The folder a relative data.root is relative to: the command's starting folder, which the
@@ -84,14 +93,12 @@ def _md5(path: Path) -> str:
 
 
 def _decompress(gz: Path, out: Path) -> None:
-    """gunzip next to the .gz through a temp file, so a kill never leaves half a file."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    """gunzip next to the .gz, atomically (mlp_sweep.training.writes): a kill never leaves
+    half a file, nor a crash an empty one that the next run would take for the whole."""
     try:
-        with gzip.open(gz, "rb") as src, tmp.open("wb") as dst:
+        with gzip.open(gz, "rb") as src, atomic_file(out) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(tmp, out)
     except (OSError, EOFError) as err:
-        tmp.unlink(missing_ok=True)
         raise DataError(
             f"data.root={gz.parent.parent.parent}: cannot decompress {gz}: {err}"
         ) from err
@@ -183,6 +190,32 @@ def cache_file(cfg: DataConfig) -> Path | None:
     key = json.dumps([cfg.name.name, cfg.normalize, stats])
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     return cache_dir() / f"{cfg.name.name}-{'norm' if cfg.normalize else 'raw'}-{digest}.pt"
+
+
+def _idx_dims(path: Path) -> list[int] | None:
+    """The dimensions an IDX file's header gives (images: [n, rows, cols]; labels: [n]), or
+    None when it has no readable IDX header of unsigned bytes."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    # Magic: two zero bytes, the type (0x08: unsigned byte), the number of dimensions.
+    if len(head) < 4 or head[:3] != b"\x00\x00\x08" or len(head) < 4 + 4 * head[3]:
+        return None
+    return [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(head[3])]
+
+
+def decoded_shapes(cfg: DataConfig) -> dict[str, tuple[int, ...]] | None:
+    """The shape of each decoded tensor (x: [n, features], y: [n]), read from the raw files'
+    headers: what a cache entry of these files must hold. None when a header is unreadable."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for key, name in DECODED_FROM.items():
+        dims = _idx_dims(raw_dir(cfg) / name)
+        if not dims:
+            return None
+        shapes[key] = (dims[0], math.prod(dims[1:])) if key.startswith("x") else (dims[0],)
+    return shapes
 
 
 def cache_missing(cfg: DataConfig) -> bool:
