@@ -30,6 +30,7 @@ from mlp_sweep.config import Config, to_config
 from mlp_sweep.launch.task import job_dir, job_info, reads_hydra_config, task_config
 from mlp_sweep.run.job import JobInfo
 from mlp_sweep.run.runner import StackMember, run_stack
+from mlp_sweep.training.writes import LogFile
 
 log = logging.getLogger(__name__)
 # The lifecycle's logger name, so a member's lines read as a run's alone.
@@ -52,7 +53,7 @@ def _member_logger(entry: Entry) -> tuple[logging.Logger, logging.Handler]:
     """A logger onto the job's own log file, formatted as the job's logging formats it (the
     job's logging is Hydra's to set up, in run_job, after the group has trained)."""
     entry.run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(entry.log_file, mode="a")
+    handler = LogFile(entry.log_file)  # appends, and never through a link planted there
     handler.setFormatter(logging.Formatter(entry.log_format, entry.log_datefmt))
     logger = logging.Logger(LIFECYCLE_LOGGER, logging.INFO)  # standalone: no propagation
     logger.addHandler(handler)

@@ -10,6 +10,13 @@ file, so a process never opens a lock file it holds a second time: `holder()` an
 some shared filesystems do not (Lustre without `-o flock`, or `-o localflock`, where each node
 only sees its own locks; sshfs; most FUSE and object-store mounts), and there two nodes can
 both believe they hold the lock.
+
+A run folder may come from elsewhere (a colleague's zipped sweep), so nothing here follows a
+symbolic link: `.lock` is opened with O_NOFOLLOW, and one that is not a regular file (a link,
+a FIFO, a folder) leaves the run alone (LockRefused) rather than write through it or swap it
+for a file of ours, which two processes could not do without racing each other for the lock.
+Once the lock is held, links at the names Hydra then writes with plain open() (`.hydra/` and
+its files, the job's `*.log`) are removed, their targets untouched.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import socket
+import stat
 import struct
 import sys
 from collections.abc import Iterator
@@ -27,8 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlp_sweep.errors import MlpSweepError
+from mlp_sweep.run.record import HYDRA_DIR
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+# No link followed; O_NONBLOCK so that opening a FIFO planted at the name cannot hang.
+_NOFOLLOW = os.O_NOFOLLOW | os.O_NONBLOCK
 
 # Our locks, by folder, with the descriptor that holds each (see the module's note).
 _held: dict[Path, int] = {}
@@ -54,6 +68,28 @@ class RunLocked(MlpSweepError):
         super().__init__(f"{run_dir} is being trained by {holder}; left alone here")
 
 
+class LockRefused(RunLocked):
+    """Something in the folder would have us write through a link or into a non-file (a
+    `.lock` that is not a regular file; a link at a name Hydra writes that cannot be removed):
+    the run is left alone, as one another process trains is, and nothing there is written."""
+
+    def __init__(self, run_dir: Path, path: Path, what: str) -> None:
+        self.run_dir, self.holder = run_dir, Holder(None, None, None)
+        MlpSweepError.__init__(
+            self, f"{path} is {what}; left alone here (delete it to train this run)"
+        )
+
+
+def _kind(path: Path) -> str:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "not a lock file"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link, not a lock file"
+    return "a folder, not a lock file" if stat.S_ISDIR(mode) else "not a regular file"
+
+
 def _key(run_dir: Path) -> Path:
     return Path(os.path.abspath(run_dir))
 
@@ -75,7 +111,17 @@ def acquire(run_dir: Path, since: str) -> None:
     if key in _held:
         return
     key.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    path = key / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise LockRefused(key, path, _kind(path)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO, say (O_RDWR opens one on Linux)
+        os.close(fd)
+        raise LockRefused(key, path, _kind(path))
+    os.set_blocking(fd, True)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
@@ -89,6 +135,32 @@ def acquire(run_dir: Path, since: str) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
     _held[key] = fd
+    try:
+        _drop_hydra_links(key)
+    except LockRefused:
+        release(key)
+        raise
+
+
+def _drop_hydra_links(folder: Path) -> None:
+    """Remove the links at the names Hydra writes into a job's folder with open(), which
+    follows them (its run_job, right after the launcher takes this lock: .hydra/ and its
+    config.yaml, hydra.yaml, overrides.yaml; the job's <name>.log). The lock makes this process
+    the folder's one writer, so nothing of ours is a link there; a link's target is untouched."""
+    hydra = folder / HYDRA_DIR
+    found = [hydra, *folder.glob("*.log")]
+    if hydra.is_dir() and not hydra.is_symlink():
+        found += hydra.glob("*")
+    for path in found:
+        if not path.is_symlink():
+            continue
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as err:  # left there, Hydra would write through it
+            raise LockRefused(
+                folder, path, f"a symbolic link that cannot be removed ({err.strerror})"
+            ) from None
+        log.warning("%s: a symbolic link where Hydra writes; removed", path)
 
 
 def release(run_dir: Path) -> None:
@@ -132,7 +204,9 @@ def _open(path: Path) -> int:
     read-only descriptor may do; elsewhere the question takes the lock for an instant, and an
     exclusive lock needs a descriptor open for writing (read-only: EBADF, which would read as
     "locked" and keep a crashed run `running elsewhere` for ever)."""
-    return os.open(path, os.O_RDONLY if sys.platform.startswith("linux") else os.O_RDWR)
+    return os.open(
+        path, (os.O_RDONLY if sys.platform.startswith("linux") else os.O_RDWR) | _NOFOLLOW
+    )
 
 
 def holder(run_dir: Path) -> Holder | None:
@@ -142,9 +216,11 @@ def holder(run_dir: Path) -> Holder | None:
         return _read_holder(_held[key])
     try:
         fd = _open(key / LOCK_FILE)
-    except OSError:  # no lock file: nobody ever trained here
+    except OSError:  # no lock file: nobody ever trained here (or a link, which none of ours is)
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO, a folder: no lock of ours either
+            return None
         pid = _locked_by_other(fd)
         if pid is None:
             return None

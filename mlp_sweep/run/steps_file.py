@@ -7,7 +7,9 @@ appended and fsynced before that epoch's checkpoint, so the file never lags the 
 an epoch costs its own rows, not the whole run's again (with every_n_steps=1, rewriting it each
 epoch would write 1.5 million rows over a 100-epoch run). A kill in the middle of an append
 leaves at most a torn last line, which reading skips: only whole lines count, and only the rows
-of the epochs the checkpoint holds.
+of the epochs the checkpoint holds. Neither write follows a link planted at the name: the whole
+file replaces it, and an append finding anything but a regular file there writes the whole
+file instead (mlp_sweep.training.writes).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import io
 import os
 from pathlib import Path
 
-from mlp_sweep.run.record import write_bytes_atomic
+from mlp_sweep.training.writes import is_regular, open_append, write_bytes_atomic
 
 FILE = "steps.csv"
 COLUMNS = ["step", "epoch", "train_loss"]
@@ -59,11 +61,11 @@ class StepsFile:
 
     def add(self, rows: list[Row], every: list[Row]) -> None:
         """The epoch's new rows; `every` holds all the rows of the epochs done, new ones last."""
-        if not self.written:
+        if not self.written or not is_regular(self.path):
             write_bytes_atomic(self.path, _csv(every, header=True))
             self.written = True
             return
-        with open(self.path, "ab") as f:
+        with os.fdopen(open_append(self.path), "ab") as f:
             f.write(_csv(rows, header=False))
             f.flush()
             os.fsync(f.fileno())
