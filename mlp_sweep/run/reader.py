@@ -24,10 +24,9 @@ from types import MappingProxyType
 from typing import Any
 
 from mlp_sweep.run import lock
-from mlp_sweep.run.record import METRICS_FILE, job_order
+from mlp_sweep.run.record import HYDRA_DIR, METRICS_FILE, job_order
 from mlp_sweep.status import FINISHED, Status
 
-HYDRA_DIR = ".hydra"  # Hydra's output_subdir in every job folder (conf/config.yaml keeps it)
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
