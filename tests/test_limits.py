@@ -160,7 +160,7 @@ def test_a_sweep_past_the_limit_is_refused_from_its_size(run_main, tmp_path: Pat
     """2,000,000 jobs: listed and checked they took minutes and gigabytes; counted, at once."""
     start = time.perf_counter()
     line = one_line(run_main("-m", "seed=range(2000000)", "data=synthetic"))
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 20  # ~2 s here; listing them took minutes
     assert f"2000000 jobs (seed: 2000000 values), more than the limit of {MAX_JOBS}" in line
     assert f"{MAX_JOBS_ENV}=2000000" in line  # the way on
     assert not (tmp_path / "outputs").exists()
