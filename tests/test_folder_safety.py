@@ -375,3 +375,55 @@ def test_the_cache_and_the_decompressed_files_are_written_durably(
     assert each_replace_synced(synced, raw) == 4
     assert each_replace_synced(synced, _entry(small_dataset).parent) == 1
     assert not [p for p in raw.iterdir() if p.name.endswith(".tmp")]
+
+
+# --- links where Hydra writes before any lock of ours: refused before any job ---------------
+
+
+def _decoy(tmp_path: Path) -> tuple[Path, bytes]:
+    decoy = tmp_path / "home" / ".bashrc"
+    decoy.parent.mkdir(parents=True, exist_ok=True)
+    decoy.write_bytes(b"precious\n")
+    return decoy, decoy.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "sweep/multirun.yaml",
+        "sweep/0/mlp_sweep.log",
+        "sweep/0/.hydra/config.yaml",
+        "sweep/0/.hydra",
+    ],
+)
+def test_a_link_where_hydra_writes_refuses_the_sweep(
+    run_main, tmp_path: Path, planted: str
+) -> None:
+    """hydra/launcher=basic (Hydra writes .hydra/, the log and multirun.yaml with a plain
+    open() before any lock of ours): one line, exit 2, nothing started, the target untouched."""
+    decoy, before = _decoy(tmp_path)
+    link = tmp_path / planted
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(decoy.parent if planted.endswith(".hydra") else decoy)
+    result = run_main(
+        "-m", "hydra/launcher=basic", "data=synthetic", "data.n_train=100", "trainer.epochs=1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is a symbolic link" in lines[0] and str(link) in lines[0], lines
+    assert decoy.read_bytes() == before
+    assert not (tmp_path / "sweep" / "0" / "metrics.json").exists()
+
+
+def test_a_single_run_whose_hydra_folder_is_a_link_is_refused(run_main, tmp_path: Path) -> None:
+    decoy, before = _decoy(tmp_path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".hydra").symlink_to(decoy.parent)
+    result = run_main("data=synthetic", "data.n_train=100", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2
+    assert "is a symbolic link" in result.stderr.strip().splitlines()[-1]
+    assert decoy.read_bytes() == before and sorted(p.name for p in decoy.parent.iterdir()) == [
+        ".bashrc"
+    ]

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlp_sweep.config import flatten
 from mlp_sweep.labels import MULTIRUN_FILE
 from mlp_sweep.results.console_filter import ON_CONSOLE
+from mlp_sweep.run.record import write_bytes_atomic
 from mlp_sweep.search import report
 from mlp_sweep.search.objectives import ObjectiveError, checked
 from mlp_sweep.search.outcome import judge
@@ -160,7 +161,8 @@ class OptunaSweeper(Sweeper):
         # As the basic sweeper does: the sweep's config beside its jobs, for re-runs and tools.
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / MULTIRUN_FILE)
+        # Atomically: a link planted at the name is replaced, never written through.
+        write_bytes_atomic(sweep_dir / MULTIRUN_FILE, OmegaConf.to_yaml(self.config).encode())
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         params = [f"{key}={value}" for key, value in self.params.items()]

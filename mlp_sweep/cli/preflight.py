@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,13 @@ from mlp_sweep import hydra_compat
 from mlp_sweep.cli.checks import check_keys, in_schema, schema_node
 from mlp_sweep.cli.limits import Launcher, MemoryCheck, check_grid
 from mlp_sweep.config import Config, DataConfig, Dataset, to_config, validate
-from mlp_sweep.errors import ConfigError
+from mlp_sweep.errors import ConfigError, MlpSweepError
+from mlp_sweep.labels import MULTIRUN_FILE
 from mlp_sweep.paths import CONF_DIR
 from mlp_sweep.run.interrupt import holding_a_signal, release_signals
 from mlp_sweep.run.prior import prior_record
+from mlp_sweep.run.record import HYDRA_DIR
+from mlp_sweep.search.study import STUDY_FILES
 from mlp_sweep.training.device import check_device
 from mlp_sweep.training.files import cache_missing, prepare_raw
 
@@ -71,6 +75,7 @@ def plan(config_name: str, overrides: list[str], multirun: bool) -> tuple[list[J
     KNOWN.mode, KNOWN.composed = base.hydra.mode, True  # what Hydra's get_mode would read
     if not multirun:
         return [Job(overrides, Path(base.hydra.run.dir))], Launcher.of(None)
+    check_no_links(Path(base.hydra.sweep.dir), SWEEP_FILES)
     check_launcher(base.hydra.launcher)
     launcher = Launcher.of(base.hydra.launcher)
     if base.hydra.sweeper.get("_target_") not in hydra_compat.GRID_SWEEPERS:
@@ -118,13 +123,43 @@ def check_data(cfg: DataConfig, checked: set[tuple[str, str]]) -> None:
         checked.add(key)
 
 
+# Where Hydra and mlp_sweep write into a sweep's folder with a plain open(), which follows a
+# symbolic link: a received folder with a link there would have its target overwritten.
+SWEEP_FILES = (MULTIRUN_FILE, *STUDY_FILES, *(f"{name}.lock" for name in STUDY_FILES))
+
+
+class PlantedLink(MlpSweepError):
+    """A symbolic link where mlp_sweep or Hydra writes into a sweep or run folder."""
+
+
+def check_no_links(folder: Path, names: tuple[str, ...] = ()) -> None:
+    """Refuse a folder that is a symbolic link, or holds one at `names`, at Hydra's .hydra/ or
+    its files, or at a log: what Hydra writes there it writes through a link, before any lock
+    of ours is taken (a single run, hydra/launcher=basic, the sweep's own files)."""
+    hydra_dir = folder / HYDRA_DIR
+    candidates = [folder, hydra_dir, *(folder / n for n in names)]
+    if folder.is_dir() and not folder.is_symlink():
+        candidates += sorted(folder.glob("*.log"))
+        if hydra_dir.is_dir() and not hydra_dir.is_symlink():
+            candidates += sorted(hydra_dir.iterdir())
+    for path in candidates:
+        if path.is_symlink():
+            raise PlantedLink(
+                f"{path} is a symbolic link (to {os.readlink(path)}), where mlp_sweep or Hydra "
+                "writes; remove it, or choose another folder (hydra.sweep.dir / hydra.run.dir)"
+            )
+
+
 def check_job(cfg: Config, run_dir: Path | None, checked: set[tuple[str, str]]) -> str | None:
     """Every check a run would fail on, before any run starts. Returns the status of an
     earlier run of this config in run_dir (None if there is none)."""
     validate(cfg)
     check_device(cfg.device)
     check_data(cfg.data, checked)
-    if run_dir is None or not run_dir.exists():
+    if run_dir is None:
+        return None
+    check_no_links(run_dir)
+    if not run_dir.exists():
         return None
     prior = prior_record(run_dir, cfg)  # raises ConfigMismatch
     return prior.status if prior.readable else None
