@@ -260,6 +260,8 @@ def check_features(m: Matrix, logged: bool) -> None:
             assert grid[job]["loggers"] == ["tensorboard"] and not grid[job]["loggers_failed"]
             assert "steps.csv" in grid[job]["files"], (m.launcher, job, grid[job]["files"])
     assert "traceback.txt" in grid["2"]["files"]
+    last = m.stages["grid"].said.strip().splitlines()
+    assert any(line.startswith("mlp_sweep: 2 of 4 runs failed or did not finish") for line in last)
     # Killed while job 0 trained: one answer for the folder, whoever reads it.
     assert m.killed_load[0] == "incomplete", m.killed_load
     assert m.killed_load == m.killed_summary

@@ -148,6 +148,9 @@ def test_one_failing_configuration_still_gets_a_full_summary(
     assert not (sweep / "0" / "traceback.txt").exists()
 
 
+# Slow: by default the feature x launcher matrix's grid (tests/test_feature_matrix.py) runs a
+# diverging and two failing runs through real sweeps on every launcher, with the same checks.
+@pytest.mark.slow
 def test_diverged_and_failed_runs_are_rows_of_a_real_sweep(
     run_cli, tmp_path: Path, broken_fashion_root: Path
 ) -> None:

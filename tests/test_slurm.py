@@ -51,6 +51,9 @@ def sweep_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Com
     return helpers.run_command(*args, cwd=cwd, env=env, timeout=300)
 
 
+# Slow: by default the feature x launcher matrix's SLURM row below runs its sweeps as arrays,
+# logs to tensorboard inside the jobs and compares every number with the basic launcher's.
+@pytest.mark.slow
 def test_activation_sweep_runs_as_a_slurm_array(slurm_env, tmp_path: Path) -> None:
     pytest.importorskip(
         "tensorboard", reason='logs to tensorboard, the viz extra: pip install ".[viz]"'
@@ -204,3 +207,11 @@ def test_the_feature_matrix_on_slurm(
     ours = run_matrix("slurm", SLURM, tmp_path, logger, env=slurm_env, kill=_kill_job_0)
     check_features(ours, logged)
     check_same(ours, basic_matrix(tmp_path_factory, logger), exact=True)
+    # Each sweep was one array job, a task per run, each with the cores its threads use, and
+    # the console said where SLURM's logs go.
+    grid = tmp_path / "grid"
+    records = [json.loads((grid / str(n) / "metrics.json").read_text()) for n in range(4)]
+    assert len({r["slurm_job"].split("_")[0] for r in records}) == 1
+    assert sorted(int(r["slurm_job"].split("_")[1]) for r in records) == [0, 1, 2, 3]
+    assert all(r["threads"] == 1 for r in records)
+    assert f"{grid / '.submitit'}/<job id>/" in ours.stages["grid"].said
