@@ -121,6 +121,15 @@ def run_command(
     return run_python("-m", "mlp_sweep", *args, cwd=cwd, timeout=timeout, env=env)
 
 
+def sweep_in(factory: pytest.TempPathFactory, name: str, *args: str) -> Path:
+    """`python -m mlp_sweep -m args...` run to its end in a fresh folder `name`: the sweep's
+    folder (a module fixture's real sweep, which its tests read or copy)."""
+    root = factory.mktemp(name)
+    done = run_command("-m", *args, f"hydra.sweep.dir={root / 'sweep'}", cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root / "sweep"
+
+
 def run_python(
     *args: str, cwd: Path, timeout: float = 240, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

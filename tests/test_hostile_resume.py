@@ -29,7 +29,7 @@ from mlp_sweep.cli.resume import resume_argv
 from mlp_sweep.labels import MULTIRUN_FILE, SweepFileError, command, read_multirun
 from mlp_sweep.results.collect import load
 from mlp_sweep.results.publish import main as summary_main
-from tests.helpers import cli_env, run_command, run_python
+from tests.helpers import cli_env, run_command, run_python, sweep_in
 
 TINY = ["data=synthetic", "data.n_train=200", "trainer.epochs=1", "hydra/launcher=basic"]
 DECOY = "@DECOY@"  # stands for the decoy HOME in a case's overrides
@@ -38,10 +38,7 @@ DECOY = "@DECOY@"  # stands for the decoy HOME in a case's overrides
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real finished sweep of one tiny run, never changed: each case edits a copy."""
-    root = tmp_path_factory.mktemp("hostile")
-    done = run_command("-m", *TINY, f"hydra.sweep.dir={root / 'sweep'}", cwd=root)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return root / "sweep"
+    return sweep_in(tmp_path_factory, "hostile", *TINY)
 
 
 def _added(*overrides: str, replace: str | None = None) -> Callable[[dict[str, Any]], str]:

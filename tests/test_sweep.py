@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mlp_sweep.results.summary import METRIC_COLUMNS
-from tests.helpers import assert_same_history, cli_env, run_command
+from tests.helpers import assert_same_history, cli_env, sweep_in
 
 ACTS = ["relu", "leaky", "selu", "softplus"]
 
@@ -50,10 +50,7 @@ SEED_SWEEP += ["trainer.epochs=2"]
 
 @pytest.fixture(scope="module")
 def seed_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("seeds")
-    result = run_command("-m", *SEED_SWEEP, f"hydra.sweep.dir={root / 's'}", cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "s"
+    return sweep_in(tmp_path_factory, "seeds", *SEED_SWEEP)
 
 
 def test_seed_sweep_adds_mean_and_std_per_configuration(seed_sweep: Path) -> None:
