@@ -5,7 +5,7 @@ it is in sys.modules, and dataclasses then cannot resolve string annotations.
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -20,6 +20,13 @@ class ParallelLauncherConf:
     # crashed) runs again, continuing from its checkpoint; 0: it is reported, and --resume
     # runs it. A job that failed by itself is never retried: it would fail the same way.
     retries: int = 0
+    # The GPUs the workers are placed on: auto (every GPU this process sees, when the jobs
+    # train on CUDA; none otherwise) or a list of GPU numbers, e.g. [0,2]. Each worker is
+    # pinned to one by CUDA_VISIBLE_DEVICES; with a list, workers are pinned whatever the device.
+    gpus: Any = "auto"
+    # Workers sharing each GPU: small MLPs leave a GPU mostly idle, so several at once train
+    # more models per second. auto: as many as the cores allow, at most 8.
+    jobs_per_gpu: Any = 1
 
 
 ConfigStore.instance().store(
@@ -34,6 +41,9 @@ class FusedLauncherConf:
     n_jobs: Optional[int] = None  # noqa: UP045 (see the module's note)
     # As the parallel launcher's; a stack whose worker died runs again as a whole.
     retries: int = 0
+    # As the parallel launcher's: each worker, and so each stack, on one GPU.
+    gpus: Any = "auto"
+    jobs_per_gpu: Any = 1
     # auto: fuse a group only where a stack, measured here before the sweep starts (~1 s),
     # trains faster per run than the runs alone; always; never (the parallel launcher).
     fuse: str = "auto"

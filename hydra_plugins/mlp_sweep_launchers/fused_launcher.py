@@ -11,6 +11,8 @@ under hydra/launcher=parallel.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .parallel_launcher import ParallelLauncher
 
 
@@ -25,17 +27,19 @@ class FusedLauncher(ParallelLauncher):
         min_group: int = 2,
         max_group: int = 16,
         retries: int = 0,
+        gpus: Any = "auto",
+        jobs_per_gpu: Any = 1,
     ) -> None:
         from mlp_sweep.launch.fuse_groups import FuseGroups
 
-        super().__init__(n_jobs=n_jobs, retries=retries)
+        super().__init__(n_jobs=n_jobs, retries=retries, gpus=gpus, jobs_per_gpu=jobs_per_gpu)
         self.groups = FuseGroups(fuse, min_group, max_group)
 
     def units(self, jobs: list[tuple[int, list[str]]]) -> list[list[tuple[int, list[str]]]]:
         from mlp_sweep.config import Config, to_config
+        from mlp_sweep.launch import gpu_slots
         from mlp_sweep.launch.jobs import threads_asked
         from mlp_sweep.launch.task import task_config
-        from mlp_sweep.training import threads
 
         assert self.config is not None and self.hydra_context is not None
         configs: dict[int, Config] = {}
@@ -46,9 +50,12 @@ class FusedLauncher(ParallelLauncher):
                 configs[idx] = to_config(task_config(config))
             except Exception:  # the job itself will say what is wrong, in its record
                 continue
-        # Run alone, the jobs would go `workers` at a time with `per_job` threads each.
-        wanted = threads_asked(self.config, [o for _, o in jobs])
-        workers, per_job = threads.split(len(jobs), self.n_jobs, wanted)
+        # Run alone, the jobs would go `workers` at a time with `per_job` threads each; placed
+        # on GPUs, a worker per slot, so each GPU gets its own stacks.
+        overrides = [o for _, o in jobs]
+        wanted = threads_asked(self.config, overrides)
+        slots = self.slots(overrides)
+        workers, per_job = gpu_slots.split(len(jobs), self.n_jobs, wanted, slots)
         return self.groups.units(jobs, configs, workers, per_job)
 
     def describe(self, units: list[list[tuple[int, list[str]]]]) -> str:

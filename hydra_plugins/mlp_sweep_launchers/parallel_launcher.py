@@ -24,14 +24,20 @@ ON_CONSOLE = {"console": True}
 
 
 class ParallelLauncher(Launcher):
-    def __init__(self, n_jobs: int | None = None, retries: int = 0) -> None:
+    def __init__(
+        self, n_jobs: int | None = None, retries: int = 0, gpus: Any = "auto", jobs_per_gpu: Any = 1
+    ) -> None:
+        from mlp_sweep.launch import gpu_slots
+
         if not isinstance(retries, int) or retries < 0:
             from mlp_sweep.errors import ConfigError
 
             raise ConfigError("hydra.launcher.retries", retries, "must be an integer >= 0")
+        gpu_slots.parse_gpus(gpus), gpu_slots.parse_per_gpu(jobs_per_gpu)  # one line if wrong
         self.n_jobs, self.retries = n_jobs, retries
+        self.gpus, self.jobs_per_gpu = gpus, jobs_per_gpu
         self._pool: Any = None  # mlp_sweep.launch.pool.Pool, kept across launches
-        self._pool_shape: tuple[int, int] | None = None
+        self._pool_shape: tuple[Any, ...] | None = None
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self._units: list[list[tuple[int, list[str]]]] = []
@@ -105,6 +111,7 @@ class ParallelLauncher(Launcher):
 
     def _pool_for(self, jobs: int, job_overrides: Sequence[Sequence[str]], what: str) -> Any:
         """The pool for `jobs` payloads: the one kept from an earlier launch if its shape fits."""
+        from mlp_sweep.launch import gpu_slots
         from mlp_sweep.launch.jobs import HydraJobs, threads_asked
         from mlp_sweep.launch.pool import Pool
         from mlp_sweep.launch.task import is_mlp_sweep_task
@@ -113,13 +120,16 @@ class ParallelLauncher(Launcher):
 
         assert self.config and self.hydra_context and self.task_function
         wanted = threads_asked(self.config, job_overrides)
-        workers, per_job = threads.split(jobs, self.n_jobs, wanted)
+        slots = self.slots(job_overrides)
+        workers, per_job = gpu_slots.split(jobs, self.n_jobs, wanted, slots)
+        where = f" on {slots.describe()}" if slots is not None else ""
         log.info(
-            f"Launching {what} on {workers} worker processes, {per_job} torch "
+            f"Launching {what} on {workers} worker processes{where}, {per_job} torch "
             f"thread{'s' if per_job > 1 else ''} each",
             extra=ON_CONSOLE if self._pool is None else None,  # a search's later batches: quiet
         )
-        if self._pool is None or self._pool_shape != (workers, per_job):
+        shape = (workers, per_job, slots)
+        if self._pool is None or self._pool_shape != shape:
             if self._pool is not None:
                 self._pool.close()
             jobs_run = HydraJobs(
@@ -127,10 +137,22 @@ class ParallelLauncher(Launcher):
             )
             env = {threads.ENV: str(per_job)}
             preload = PRELOAD if is_mlp_sweep_task(self.task_function) else None
-            self._pool = Pool(jobs_run, workers, env, self.retries, self._retry, preload)
-            self._pool_shape = (workers, per_job)
+            envs = slots.envs() if slots is not None else None
+            self._pool = Pool(jobs_run, workers, env, self.retries, self._retry, preload, envs)
+            self._pool_shape = shape
             atexit.register(self._pool.close)
         return self._pool
+
+    def slots(self, job_overrides: Sequence[Sequence[str]]) -> Any:
+        """The workers' GPU slots (mlp_sweep.launch.gpu_slots.Slots), or None: not placed."""
+        from mlp_sweep.launch import gpu_slots
+        from mlp_sweep.launch.jobs import devices_asked, threads_asked
+        from mlp_sweep.training import threads
+
+        assert self.config is not None
+        devices = devices_asked(self.config, job_overrides)
+        wanted = threads_asked(self.config, job_overrides)
+        return gpu_slots.plan(self.gpus, self.jobs_per_gpu, devices, threads.cores(), wanted)
 
     def _returns(
         self, unit: list[tuple[int, list[str]]], kind: str, value: Any, ours: bool

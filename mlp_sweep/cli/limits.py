@@ -20,7 +20,8 @@ from omegaconf import DictConfig
 from mlp_sweep import hydra_compat
 from mlp_sweep.config import Config
 from mlp_sweep.errors import MlpSweepError
-from mlp_sweep.training import memory, threads
+from mlp_sweep.launch import gpu_slots
+from mlp_sweep.training import gpus, memory, threads
 from mlp_sweep.training.memory import RunMemory, size_text
 
 # The most jobs a sweep may have unless the environment says otherwise: its check takes ~1 ms
@@ -75,6 +76,8 @@ class Launcher:
     group: int = 1  # the most runs one worker holds at once (a fused stack's max_group)
     slurm: bool = False  # each job on a cluster node, not here
     slurm_gb: float | None = None  # a SLURM job's mem_gb: the memory each job gets
+    gpus: object = gpu_slots.AUTO  # hydra.launcher.gpus of a pool (checked by parse_gpus)
+    jobs_per_gpu: object = 1  # hydra.launcher.jobs_per_gpu of a pool
 
     @classmethod
     def of(cls, launcher: DictConfig | None) -> Launcher:
@@ -93,10 +96,14 @@ class Launcher:
         if fused and launcher.get("fuse") != "never":  # as FuseGroups reads max_group
             most = launcher.get("max_group")
             group = max(2, most) if isinstance(most, int) else 16
+        placing = launcher.get("gpus", gpu_slots.AUTO), launcher.get("jobs_per_gpu", 1)
+        gpu_slots.parse_gpus(placing[0]), gpu_slots.parse_per_gpu(placing[1])  # one line if wrong
         return cls(
             pool=True,
             n_jobs=n_jobs if isinstance(n_jobs, int) and n_jobs >= 1 else None,
             group=group,
+            gpus=placing[0],
+            jobs_per_gpu=placing[1],
         )
 
 
@@ -110,10 +117,12 @@ class MemoryCheck:
         self.named: dict[RunMemory, str] = {}  # a job with each estimate, to name it
         self.jobs = 0
         self.threads: int | None = None  # the largest explicit trainer.threads
+        self.devices: dict[str, None] = {}  # every job's `device`, in order
 
     def add(self, cfg: Config, overrides: list[str]) -> None:
         run = memory.run_memory(cfg)
         device = str(cfg.device).strip().lower()
+        self.devices[device] = None
         self.runs.setdefault(device if device.startswith("cuda") else "host", Counter())[run] += 1
         if run not in self.named:
             shown = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
@@ -124,8 +133,56 @@ class MemoryCheck:
             self.threads = asked
 
     def check(self) -> None:
+        slots = None
+        if self.launcher.pool:  # a GPU that is not there, a job naming cuda:1: one line
+            slots = gpu_slots.plan(
+                self.launcher.gpus,
+                self.launcher.jobs_per_gpu,
+                self.devices,
+                threads.cores(),
+                self.threads,
+            )
+        placed: Counter[RunMemory] = Counter()
         for where, runs in self.runs.items():
-            self._check(where, runs)
+            if slots is not None and where != "host":
+                placed.update(runs)  # every GPU job may land on any slot's GPU
+            else:
+                self._check(where, runs)
+        if placed:
+            assert slots is not None
+            self._check_slots(placed, slots)
+
+    def _check_slots(self, runs: Counter[RunMemory], slots: gpu_slots.Slots) -> None:
+        """Refuse jobs_per_gpu workers (each holding a stack of up to `group` runs) that
+        cannot fit in one GPU's memory, the smallest of the slots' GPUs."""
+        by_entry = {gpu.entry: gpu for gpu in gpus.visible()}
+        sized = [by_entry[d] for d in dict.fromkeys(slots.devices) if d in by_entry]
+        sized = [gpu for gpu in sized if gpu.memory is not None]
+        if not sized:
+            return  # nvidia-smi did not say: the runs find out
+        gpu = min(sized, key=lambda g: g.memory or 0)
+        available = gpu.memory or 0
+        jobs = sum(runs.values())
+
+        def need(workers: int) -> int:
+            at_once = min(jobs, workers * self.launcher.group)
+            return memory.peak(runs, at_once, workers) + workers * gpu_slots.CONTEXT_BYTES
+
+        per_gpu = slots.per_gpu
+        if need(per_gpu) <= available:
+            return
+        fits = [k for k in range(per_gpu - 1, 0, -1) if need(k) <= available]
+        biggest = max(runs, key=lambda run: run.total)
+        way = f"choose jobs_per_gpu={fits[0]} or fewer" if fits else "give it a smaller model"
+        stacks = f", stacks of up to {self.launcher.group}" if self.launcher.group > 1 else ""
+        asked = self.launcher.jobs_per_gpu
+        shown = f"{asked} ({per_gpu})" if asked == gpu_slots.AUTO else str(asked)
+        raise LimitError(
+            f"{gpu_slots.PER_GPU_KEY}={shown}: {per_gpu} workers on one GPU{stacks} need "
+            f"{size_text(need(per_gpu))} ({size_text(biggest.total)} a run at most: "
+            f"{biggest.parts()}; {size_text(gpu_slots.CONTEXT_BYTES)} a worker for CUDA), "
+            f"more than GPU {gpu.label()}'s {size_text(available)}; {way}"
+        )
 
     def _check(self, where: str, runs: Counter[RunMemory]) -> None:
         launcher = self.launcher
@@ -133,7 +190,7 @@ class MemoryCheck:
             if where == "host" and launcher.slurm_gb is not None:
                 self._fit_one(runs, int(launcher.slurm_gb * 2**30), "slurm")
             return
-        available = memory.host_memory() if where == "host" else memory.gpu_memory(where)
+        available = memory.host_memory() if where == "host" else _gpu_memory(where)
         if available is None:
             return  # CUDA not initialised in this process: its memory is not asked here
         self._fit_one(runs, available, where)
@@ -185,6 +242,18 @@ class MemoryCheck:
             f"({biggest.parts()}), more than {_where_text(where)} {size_text(available)}; "
             f"{way}"
         )
+
+
+def _gpu_memory(device: str) -> int | None:
+    """A CUDA device's memory: torch's where this process initialised CUDA already, else
+    nvidia-smi's (mlp_sweep.training.gpus), without initialising it."""
+    known = memory.gpu_memory(device)
+    if known is not None:
+        return known
+    seen = gpus.visible()
+    _, _, index = device.partition(":")
+    number = int(index) if index.isdigit() else 0
+    return seen[number].memory if number < len(seen) else None
 
 
 def _where_text(where: str) -> str:

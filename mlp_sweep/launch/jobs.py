@@ -52,6 +52,18 @@ def threads_asked(config: DictConfig, job_overrides: Sequence[Sequence[str]]) ->
     return max((c for c in counts if c), default=None)
 
 
+def devices_asked(config: DictConfig, job_overrides: Sequence[Sequence[str]]) -> list[str]:
+    """Every `device` a batch's jobs name: the sweep's config's and each job's override."""
+    asked = [str(OmegaConf.select(config, "device", default="cpu"))]
+    asked += [
+        o.split("=", 1)[1]
+        for job in job_overrides
+        for o in job
+        if o.lstrip("+").startswith("device=")
+    ]
+    return list(dict.fromkeys(asked))
+
+
 # Set on the JobReturn of a job whose worker process died: how it ended is not known.
 _WORKER_DIED = "mlp_sweep_worker_died"
 

@@ -122,6 +122,7 @@ class _Slot:
     conn: Connection
     index: int | None = None  # the job it was given, if any
     started: bool = False  # whether it said it began that job
+    place: int = 0  # its slot: which of the pool's slot_envs it was started with
 
 
 def _server(preload: str | None) -> None:
@@ -182,7 +183,8 @@ class Pool:
     """`workers` processes that run execute(*payload) for each payload given to run().
 
     Workers start on first use and stay for later run() calls (an Optuna search launches a
-    batch at a time), until close(); a worker that died is replaced on the next job.
+    batch at a time), until close(); a worker that died is replaced on the next job, in its
+    slot (with that slot's environment: its GPU).
     """
 
     def __init__(
@@ -193,18 +195,29 @@ class Pool:
         retries: int = 0,
         on_retry: Callable[[int, Lost, int], None] | None = None,
         preload: str | None = None,
+        slot_envs: Sequence[dict[str, str]] | None = None,
     ) -> None:
         """retries: how many times a job whose worker died while running it runs again (a job
         that raised is the app's own answer, never retried); on_retry(index, lost, retry) is
         told each time. preload: the module the fork server imports for every worker, if this
-        pool is the first to start it (warm_up may have started it already)."""
+        pool is the first to start it (warm_up may have started it already). slot_envs: the
+        environment of each worker slot besides `env` (at least `workers` of them), set in the
+        worker before it runs anything (CUDA_VISIBLE_DEVICES: mlp_sweep.launch.gpu_slots)."""
+        if slot_envs is not None and len(slot_envs) < workers:
+            raise ValueError(f"{workers} workers need as many slot_envs, not {len(slot_envs)}")
         self.workers, self.env, self.preload = workers, dict(env or {}), preload
+        self.slot_envs = [dict(e) for e in slot_envs] if slot_envs is not None else None
         self.retries, self.on_retry = retries, on_retry
         self._init = cloudpickle.dumps(execute)
         self._slots: list[_Slot] = []
 
-    def _start(self) -> _Slot:
-        """A new worker with the pool's job set-up. One that dies while starting is replaced."""
+    def _start(self, place: int | None = None) -> _Slot:
+        """A new worker with the pool's job set-up, in slot `place` (None: the first free
+        one). One that dies while starting is replaced."""
+        if place is None:
+            taken = {slot.place for slot in self._slots}
+            place = min(set(range(self.workers)) - taken, default=0)
+        env = {**self.env, **(self.slot_envs[place] if self.slot_envs else {})}
         for _ in range(MAX_START_DEATHS):
             try:
                 slot = _spawn(self.preload)
@@ -212,11 +225,12 @@ class Pool:
                 _await_server_exit()
                 continue  # the next _spawn starts a new one
             try:
-                slot.conn.send((self.env, self._init))
+                slot.conn.send((env, self._init))
             except OSError:  # it died before its set-up reached it
                 slot.process.join()
                 slot.conn.close()
                 continue
+            slot.place = place
             self._slots.append(slot)
             return slot
         raise RuntimeError("worker processes die as they start; see their output above")
@@ -295,15 +309,16 @@ class Pool:
             slot.process.join()
             slot.conn.close()
             self._slots.remove(slot)
-            start_for_next()
+            start_for_next(slot.place)
 
-        def start_for_next() -> bool:
-            """A new worker for the next payload, if there is one."""
+        def start_for_next(place: int | None = None) -> bool:
+            """A new worker (in slot `place`, or the first free one) for the next payload, if
+            there is one."""
             item = take()
             if item is None:
                 return False
             todo.appendleft(item)
-            feed(self._start())
+            feed(self._start(place))
             return True
 
         for slot in [s for s in self._slots if not s.process.is_alive()]:

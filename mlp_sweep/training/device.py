@@ -7,10 +7,12 @@ own process then never imports it on the parallel launcher; its workers do, whil
 
 from __future__ import annotations
 
+import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlp_sweep.errors import DeviceError
+from mlp_sweep.training import gpus
 
 if TYPE_CHECKING:
     import torch
@@ -68,9 +70,51 @@ def check_device(spec: str) -> str:
     if spec == "auto":
         return spec
     kind, index = _parsed(spec)
+    if kind == "cuda":
+        seen = gpus.visible()
+        if seen and int(index or 0) < len(seen):
+            return spec  # there, found without initialising CUDA in this process
+        if seen:
+            listed = ", ".join(f"cuda:{i}" for i in range(len(seen)))
+            raise DeviceError(
+                "device", spec, f"no such GPU; available here: auto, cpu, cuda, {listed}"
+            )
+        # Nothing found without CUDA (no nvidia-smi, no driver folder): torch says.
     if kind != "cpu" or (index is not None and int(index) != 0):
         resolve_device(spec)  # raises where it names no device here
     return spec
+
+
+def gpu_identity(device: torch.device | str) -> dict[str, Any]:
+    """Which GPU ran a run, for its record: this process's CUDA_VISIBLE_DEVICES (what the
+    launcher pinned its worker to, recorded whatever the device), and on CUDA the GPU's index
+    as the machine numbers it (nvidia-smi's), its name and its UUID."""
+    import torch
+
+    found: dict[str, Any] = {
+        "cuda_visible_devices": os.environ.get(gpus.ENV),
+        "gpu_index": None,
+        "gpu_name": None,
+        "gpu_uuid": None,
+    }
+    device = torch.device(device)
+    if device.type != "cuda":
+        return found
+    ordinal = device.index if device.index is not None else torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(ordinal)
+    uuid = str(getattr(props, "uuid", "") or "")
+    uuid = uuid if not uuid or uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+    found.update(gpu_name=props.name, gpu_uuid=uuid or None)
+    # The UUID says which of the machine's GPUs it is, whatever order CUDA numbered them in.
+    same = [g for g in gpus.machine_gpus() if uuid and g.uuid == uuid]
+    seen = gpus.visible()
+    if same:
+        found["gpu_index"] = same[0].index
+    elif ordinal < len(seen):
+        found["gpu_index"] = seen[ordinal].index
+    elif found["cuda_visible_devices"] is None:
+        found["gpu_index"] = ordinal
+    return found
 
 
 def _parsed(spec: str) -> tuple[str, str | None]:
