@@ -180,11 +180,32 @@ class VisdomConfig:
 
 
 @dataclass
+class MlflowConfig:
+    # Where runs go: null keeps them in the sweep's own folder (sqlite:///<sweep>/mlflow.db,
+    # artifacts in <sweep>/mlartifacts), no server needed; or any MLflow tracking URI, say
+    # http://127.0.0.1:5000. A resume never takes it from the folder: pass it again.
+    tracking_uri: str | None = None
+    # The MLflow experiment; null: the sweep's folder name (a single run's: "runs").
+    experiment: str | None = None
+    # Tags every run of the command gets besides mlp_sweep's own (team, ticket, ...).
+    tags: dict[str, str] = field(default_factory=dict)
+    # Upload history.csv, metrics.json, the job's config, its pictures and the test digits.
+    artifacts: bool = True
+    # Seconds one request to the server may take (and it is tried twice more) before the
+    # logger gives up for the run: a hung server costs the run one warning, never its time.
+    request_timeout: float = 10.0
+    # Seconds a run waits at its end for its last metrics and artifacts to be sent.
+    finish_timeout: float = 60.0
+
+
+@dataclass
 class LoggerConfig:
-    # Set by logger=tensorboard / logger=visdom / logger=[tensorboard,visdom]; null is off.
-    # A logger never fails a run: one warning line, and the record's loggers_failed says why.
+    # Set by logger=tensorboard / logger=visdom / logger=mlflow / logger=[mlflow,tensorboard];
+    # null is off. A logger never fails a run: one warning line, and the record's
+    # loggers_failed says why.
     tensorboard: TensorBoardConfig | None = None
     visdom: VisdomConfig | None = None
+    mlflow: MlflowConfig | None = None
     # The train loss per step goes to the loggers as the mean over every this many optimizer
     # steps: 10 sends ~30 points per full-MNIST epoch at batch 200; 1 is every step, as the
     # tutorial plots it.
@@ -264,6 +285,14 @@ def validate(cfg: Config) -> None:
         if not 1 <= visdom.port <= 65535:
             raise ConfigError("logger.visdom.port", visdom.port, "must be a port number, 1-65535")
         _positive("logger.visdom.flush_timeout", visdom.flush_timeout)
+    mlflow = cfg.logger.mlflow
+    if mlflow is not None:
+        _positive("logger.mlflow.request_timeout", mlflow.request_timeout)
+        _positive("logger.mlflow.finish_timeout", mlflow.finish_timeout)
+        if mlflow.experiment is not None and not mlflow.experiment.strip():
+            raise ConfigError(
+                "logger.mlflow.experiment", mlflow.experiment, "must be a name or null"
+            )
     every = cfg.logger.every_n_steps
     if not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
         raise ConfigError("logger.every_n_steps", every, "must be a whole number >= 1")

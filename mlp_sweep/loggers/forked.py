@@ -9,11 +9,12 @@ thread (mlp_sweep.loggers.worker), never on the training loop's.
 
 The child is forked after the logger's `prepare()`, so it starts with the library imported,
 and it knows nothing of the run but what it is sent. Its calls are answered in order, one by
-one: None when done, or the failure as one line, which the parent raises as LoggerFailure so
-the logger fails exactly as one in a thread does (one warning, never the run). The child ends
-when the pipe closes; it ignores Ctrl-C and SIGTERM (the run decides when its loggers close)
-and the kernel kills it when the thread that forked it ends (PR_SET_PDEATHSIG), so it never
-outlives the run, even one killed with SIGKILL. A logger given up at close is killed.
+one: what the call returned, or the failure as one line, which the parent raises as
+LoggerFailure so the logger fails exactly as one in a thread does (one warning, never the
+run). The child ends when the pipe closes; it ignores Ctrl-C and SIGTERM (the run decides
+when its loggers close) and the kernel kills it when the thread that forked it ends
+(PR_SET_PDEATHSIG), so it never outlives the run, even one killed with SIGKILL. A logger given
+up at close is killed.
 
 Linux only (PR_SET_PDEATHSIG); elsewhere the loggers stay threads of the run's process.
 """
@@ -62,10 +63,10 @@ def _read_exactly(fd: int, n: int) -> bytes | None:
 
 
 def _read(fd: int) -> tuple[bool, Any]:
-    """(True, message), or (False, None) once the other end has closed."""
+    """(True, message), or (False, (None, None)) once the other end has closed."""
     header = _read_exactly(fd, HEADER.size)
     body = None if header is None else _read_exactly(fd, HEADER.unpack(header)[0])
-    return (False, None) if body is None else (True, pickle.loads(body))
+    return (False, (None, None)) if body is None else (True, pickle.loads(body))
 
 
 def _how_it_ended(status: int) -> str:
@@ -113,12 +114,12 @@ class ForkedLogger:
         os.close(answers_write)
         self.pid, self._calls, self._answers = pid, calls_write, answers_read
 
-    def _call(self, method: str, *args: Any) -> None:
+    def _call(self, method: str, *args: Any) -> Any:
         try:
             _write(self._calls, (method, args))
-            answered, failure = _read(self._answers)
+            answered, (failure, result) = _read(self._answers)
         except OSError:  # EPIPE: the child is gone
-            answered, failure = False, None
+            answered, failure, result = False, None, None
         except Exception:  # arguments that do not pickle: never called again, let it go
             self._end()
             raise
@@ -127,9 +128,11 @@ class ForkedLogger:
         if failure is not None:  # never called again (the first failure stops a logger)
             self._end()
             raise LoggerFailure(failure)
+        return result
 
-    def start(self, run: Any, history: list[Any], steps: list[Any]) -> None:
-        self._call("start", run, history, steps)
+    def start(self, run: Any, history: list[Any], steps: list[Any]) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self._call("start", run, history, steps)
+        return result
 
     def steps(self, points: list[Any]) -> None:
         self._call("steps", points)
@@ -195,9 +198,9 @@ def _serve(logger: RunLogger, calls: int, answers: int) -> None:
         if not got:
             return
         method, args = message
-        failure = None
+        failure = result = None
         try:
-            getattr(logger, method)(*args)
+            result = getattr(logger, method)(*args)
         except Exception as err:
             failure = describe_failure(err)
-        _write(answers, failure)
+        _write(answers, (failure, result))

@@ -55,6 +55,7 @@ class LoggerSet:
         self._steps_sent = 0.0
         self._sent: list[StepLoss] = []  # sent since the last flush_steps(), as floats
         self.failed: dict[str, str] = {}
+        self.logged_to: dict[str, Any] = {}  # what each logger's start() said: the record's
         self._started = False  # a run that fails before training never starts its loggers
         self._lock = threading.Lock()
         self._workers = [(Worker(lg, self._fail), timeout) for lg, timeout in loggers]
@@ -79,6 +80,12 @@ class LoggerSet:
             self.failed[name] = why
         log.warning("logger %s failed: %s; the run goes on without it", name, why)
 
+    def _start(self, worker: Worker, *args: Any) -> None:
+        where = worker.logger.start(*args)
+        if where:
+            with self._lock:
+                self.logged_to[worker.logger.name] = where
+
     def _each(self, method: str, *args: Any) -> None:
         for worker, _ in self._workers:
             worker.submit(functools.partial(getattr(worker.logger, method), *args))
@@ -87,7 +94,8 @@ class LoggerSet:
         """Queued for each logger; returns once their imports are done (at most
         PREPARE_SECONDS), not their connections."""
         self._started = True
-        self._each("start", run, list(history), list(steps))
+        for worker, _ in self._workers:
+            worker.submit(functools.partial(self._start, worker, run, list(history), list(steps)))
         deadline = time.monotonic() + PREPARE_SECONDS
         for worker, _ in self._workers:
             worker.prepared.wait(max(0.0, deadline - time.monotonic()))

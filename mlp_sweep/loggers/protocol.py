@@ -25,8 +25,12 @@ class RunLogger(Protocol):
     def prepare(self) -> None:
         """Import what the logger needs; the run starts training once this returns."""
 
-    def start(self, run: RunInfo, history: list[EpochStats], steps: list[StepLoss]) -> None:
-        """Called once before training; history and steps hold what a resumed run restored."""
+    def start(
+        self, run: RunInfo, history: list[EpochStats], steps: list[StepLoss]
+    ) -> dict[str, Any] | None:
+        """Called once before training; history and steps hold what a resumed run restored.
+        May return where it logs the run ({"run_id": ...}): the record keeps it in
+        `logged_to`, and the run's next attempt finds it in run.logged_to[name]."""
 
     def steps(self, points: list[StepLoss]) -> None:
         """The train loss of the steps since the last call: (step, mean over the last
@@ -47,6 +51,9 @@ class RunLogger(Protocol):
 INSTALL = {
     "tensorboard": 'the viz extra: pip install ".[viz]"',
     "visdom": "visdom: see docs/watching.md (pip install visdom==0.2.4, with its constraint)",
+    "mlflow": 'the track extra: pip install ".[track]"',
+    "sqlalchemy": 'the track extra: pip install ".[track]"',
+    "alembic": 'the track extra: pip install ".[track]"',
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from mlp_sweep.config import LoggerConfig
 from mlp_sweep.loggers import forked
 from mlp_sweep.loggers.logger_set import LoggerSet
+from mlp_sweep.loggers.mlflow_logger import MlflowLogger
 from mlp_sweep.loggers.protocol import RunLogger
 from mlp_sweep.loggers.tensorboard import TensorBoardLogger
 from mlp_sweep.loggers.visdom import VisdomLogger
@@ -19,6 +20,7 @@ from mlp_sweep.loggers.visdom import VisdomLogger
 LOGGERS: dict[str, Callable[[Any], RunLogger]] = {
     "tensorboard": TensorBoardLogger,
     "visdom": VisdomLogger,
+    "mlflow": MlflowLogger,
 }
 
 

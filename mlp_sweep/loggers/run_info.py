@@ -12,6 +12,10 @@ from mlp_sweep.config import is_run_setting
 
 TB_DIR = "tb"  # <sweep>/tb/<run label>/: the sweep's TensorBoard runs, named as users think
 
+# The record's key for where each logger put the run ({"mlflow": {"run_id": ...}}): what a
+# logger's start() returns, kept so that the run's next attempt continues the same run.
+LOGGED_TO = "logged_to"
+
 # Shown in TensorBoard's HParams view for every run, beside the keys a job overrides.
 CORE_HPARAMS = (
     "model.act",
@@ -39,6 +43,13 @@ class RunInfo:
     # TensorBoard's run selector shows "tb/3 model.act=selu" rather than "3"; a single run in
     # its own folder.
     events_dir: Path | None = None
+    sweep_dir: Path | None = None  # None for a single run
+    job: int | None = None  # the job's number in its sweep
+    device: str | None = None  # what it trains on: "cpu", "cuda:0"
+    git_commit: str | None = None  # the commit of the code it runs
+    # Where earlier attempts of the run were logged, by logger name (the record's
+    # `logged_to`): the MLflow run a resumed run continues.
+    logged_to: dict[str, Any] = field(default_factory=dict)
 
 
 def run_info(
@@ -47,7 +58,9 @@ def run_info(
     num: int | None,
     overrides: list[str],
     sweep_dir: Path | None,
+    record: dict[str, Any] | None = None,
 ) -> RunInfo:
+    """record: the run's record so far (device, git) with what earlier attempts kept."""
     if sweep_dir is None:  # a single run: named by its folder, grouped with the other runs
         label, group = run_dir.name, "runs"
     else:
@@ -59,7 +72,21 @@ def run_info(
     ]
     label = label.strip()
     events = run_dir if sweep_dir is None else sweep_dir / TB_DIR / folder_name(label)
-    return RunInfo(run_dir, label, group, params, {k: params.get(k) for k in keys}, events)
+    record = record or {}
+    git = record.get("git")
+    return RunInfo(
+        run_dir,
+        label,
+        group,
+        params,
+        {k: params.get(k) for k in keys},
+        events,
+        sweep_dir=sweep_dir,
+        job=num,
+        device=record.get("device"),
+        git_commit=git.get("commit") if isinstance(git, dict) else None,
+        logged_to=dict(record.get(LOGGED_TO) or {}),
+    )
 
 
 def folder_name(label: str, limit: int = 120) -> str:

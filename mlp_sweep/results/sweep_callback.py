@@ -95,6 +95,7 @@ class SummaryCallback(Callback):
         )
         if drawn:
             print(f"plots: {', '.join(str(p) for p in drawn)}", flush=True)
+        _finish_mlflow(config, sweep_dir, frame)
         failed = count_failed(frame)
         if failed:
             raise SystemExit(
@@ -103,6 +104,43 @@ class SummaryCallback(Callback):
                 f"see the status and error columns of {sweep_dir / SUMMARY_FILE}; "
                 f"retry them with: {labels.resume_command(sweep_dir)}"
             )
+
+
+def _finish_mlflow(config: DictConfig, sweep_dir: Path, frame: pd.DataFrame) -> None:
+    """logger=mlflow: the sweep's parent run gets its results and its status; a failure is
+    one warning line (mlp_sweep.loggers.mlflow_sweep)."""
+    settings = config.get("logger", {}).get("mlflow")
+    if settings is None:
+        return
+    from mlp_sweep.loggers.mlflow_sweep import finish_sweep
+
+    cfg = OmegaConf.to_object(settings)
+    why = finish_sweep(sweep_dir, cfg, best_trial(frame, sweep_dir))  # type: ignore[arg-type]
+    if why is not None:
+        log.warning("logger mlflow: the sweep's parent run was not finished: %s", why)
+
+
+def best_trial(frame: pd.DataFrame, sweep_dir: Path) -> dict[str, Any] | None:
+    """A search's best finished trial by its first objective: its job, swept values and
+    objective values; None for a grid or a search with no finished trial."""
+    from mlp_sweep.results.summary import search_settings
+
+    search = search_settings(sweep_dir)
+    if not search.is_search or not search.objectives:
+        return None
+    objective, direction = search.objectives[0], search.directions[0]
+    if objective not in frame.columns:
+        return None
+    done = frame[(frame["status"] == "ok") & frame[objective].notna()]
+    if done.empty:
+        return None
+    scores = done[objective]
+    row = done.loc[scores.idxmax() if direction == "maximize" else scores.idxmin()]
+    swept = labels.swept_in_folder(sweep_dir) or set()
+    values = {key: row[key] for key in sorted(swept) if key in frame.columns}
+    values["run_dir"] = row.get("run_dir")
+    objectives = {key: row[key] for key in search.objectives if key in frame.columns}
+    return {"values": values, "objectives": objectives}
 
 
 def _import_plots() -> None:

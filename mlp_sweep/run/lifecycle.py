@@ -30,7 +30,7 @@ import torch
 from mlp_sweep.config import Config, Dataset
 from mlp_sweep.errors import one_line
 from mlp_sweep.labels import command, swept_in_folder
-from mlp_sweep.loggers import LoggerSet, open_loggers, run_info
+from mlp_sweep.loggers import LOGGED_TO, LoggerSet, open_loggers, run_info
 from mlp_sweep.run import steps_file
 from mlp_sweep.run.interrupt import signal_name
 from mlp_sweep.run.job import JobInfo
@@ -97,6 +97,7 @@ class RunRecord:
             "threads": None,
             "loggers": [],
             "loggers_failed": {},
+            LOGGED_TO: {},  # where each logger put the run: {"mlflow": {"run_id": ...}}
             **environment(),
         }
 
@@ -153,7 +154,11 @@ class Lifecycle:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / TRACEBACK_FILE).unlink(missing_ok=True)  # an earlier failure's
         remove_stale_temps(self.run_dir)  # an earlier attempt's, killed while writing
-        self.record.fields["attempt"] = read_run(self.run_dir).attempt + 1
+        prior = read_run(self.run_dir)
+        self.record.fields["attempt"] = prior.attempt + 1
+        logged_to = prior.get(LOGGED_TO)
+        if isinstance(logged_to, dict):  # the next attempt continues the same logged runs
+            self.record.fields[LOGGED_TO] = logged_to
         self.record.update()
         if self.job.num is not None:  # the launch line, here rather than on the sweep's console
             self.log.info("job #%d: %s", self.job.num, " ".join(self.job.overrides))
@@ -195,7 +200,12 @@ class Lifecycle:
         assert self.loggers is not None
         if self.loggers.names:
             info = run_info(
-                self.run_dir, self.params, self.job.num, self.job.overrides, self.job.sweep_dir
+                self.run_dir,
+                self.params,
+                self.job.num,
+                self.job.overrides,
+                self.job.sweep_dir,
+                self.record.fields,
             )
             if state.history.epochs:
                 self.steps = steps_file.read(self.steps_file.path, len(state.history.epochs))
@@ -230,7 +240,7 @@ class Lifecycle:
         if self.cfg.trainer.checkpoint:
             state.save(self.checkpoint, self.params)
         self.kept = History(list(history.epochs), history.status)
-        self.record.fields["loggers_failed"] = dict(self.loggers.failed)
+        self._loggers_said()
         self.record.epochs_done(history)
         self.loggers.epoch(e)
         if self.loggers.names and self.data is not None and is_image(self.data.x_test):
@@ -340,12 +350,20 @@ class Lifecycle:
             return
         if finish:
             self.loggers.finish(self.record.fields)
-        self.record.fields["loggers_failed"] = self.loggers.close()
+        self.loggers.close()
+        self._loggers_said()
         if self.loggers.names:
             self.record.update()
         self.loggers = None
 
+    def _loggers_said(self) -> None:
+        """Which loggers failed, and where they put the run, into the record (not yet written)."""
+        assert self.loggers is not None
+        self.record.fields["loggers_failed"] = dict(self.loggers.failed)
+        self.record.fields[LOGGED_TO] = {**self.record.fields[LOGGED_TO], **self.loggers.logged_to}
+
     def _close(self, status: Status, error: str | None) -> dict[str, Any]:
-        self._close_loggers()
+        # Written before the loggers finish: what they upload (metrics.json) says how it ended.
         self.record.update(status=status, error=error, finished_at=now_iso())
+        self._close_loggers()
         return self.record.fields
