@@ -1,5 +1,5 @@
-"""`python -m mlp_sweep.bench [sweep-overhead | fused | loggers | load] ...`: one command,
-five measurements."""
+"""`python -m mlp_sweep.bench [sweep-overhead | fused | loggers | load | gpu] ...`: one
+command, six measurements."""
 
 import sys
 
@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         from mlp_sweep.bench import stacked
 
         return stacked.main(argv[1:])
+    if argv[:1] == ["gpu"]:  # a GPU machine: CUDA tests, precisions, sweeps packed per GPU
+        from mlp_sweep.bench import gpu
+
+        return gpu.main(argv[1:])
     from mlp_sweep.bench import training
 
     return training.main(argv)
