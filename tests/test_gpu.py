@@ -107,3 +107,59 @@ def test_compiled_run_on_cuda_matches_eager(tmp_path: Path) -> None:
     )
     assert compiled["status"] == "ok", compiled["error"]
     assert abs(compiled["test_acc"] - eager["test_acc"]) <= 0.003
+
+
+# ---- placement across GPUs and packing on each (the CPU-observable side: test_gpu_placement) --
+
+PLACED = ["-m", "model.act=relu,selu", "seed=0,1", "data=synthetic", "trainer.epochs=2"]
+PLACED += ["device=cuda"]
+
+
+def _placed_sweep(run_cli, folder: Path, *extra: str) -> list[dict]:
+    result = run_cli(*PLACED, *extra, f"hydra.sweep.dir={folder}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = [json.loads(p.read_text()) for p in sorted(folder.glob("*/metrics.json"))]
+    assert len(found) == 4 and {r["status"] for r in found} == {"ok"}
+    return found
+
+
+def test_a_sweep_uses_every_visible_gpu_and_records_which(run_cli, tmp_path: Path) -> None:
+    from mlp_sweep.training import gpus
+
+    seen = gpus.visible()
+    found = _placed_sweep(run_cli, tmp_path / "all")
+    used = {r["gpu_index"] for r in found}
+    assert used == {g.index for g in seen[: len(found)]}  # every GPU, up to one per job
+    for r in found:
+        assert r["device"] == "cuda:0"  # a worker sees its own GPU alone
+        assert r["gpu_uuid"] and r["gpu_name"]
+        assert r["cuda_visible_devices"] == next(g.entry for g in seen if g.index == r["gpu_index"])
+
+
+@pytest.mark.parametrize("per_gpu", [1, 2, 4])
+def test_packing_gives_the_numbers_of_runs_alone(run_cli, tmp_path: Path, per_gpu: int) -> None:
+    """The same four runs one per GPU and packed 2 or 4 to one: the same losses."""
+    alone = _placed_sweep(run_cli, tmp_path / "alone", "hydra.launcher.gpus=[0]")
+    packed = _placed_sweep(
+        run_cli, tmp_path / "packed", "hydra.launcher.gpus=[0]",
+        f"hydra.launcher.jobs_per_gpu={per_gpu}",
+    )  # fmt: skip
+    assert len({r["pid"] for r in packed}) == min(per_gpu, 4)
+    for a, b in zip(alone, packed, strict=True):
+        assert a["overrides"] == b["overrides"]
+        assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1e-3)
+
+
+def test_bench_gpu_runs_its_steps(tmp_path: Path) -> None:
+    """The benchmark's epochs and one packed sweep (tests and the longer sweeps left out)."""
+    from mlp_sweep.bench import gpu
+
+    out = tmp_path / "gpu.json"
+    argv = ["--no-tests", "--no-readme-sweep", "--repeats", "1", "--epochs", "1"]
+    argv += ["--tutorial-batches", "10"]
+    assert gpu.main([*argv, "--pack", "2", "--pack-epochs", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {"fp32", "tf32", "bf16", "tutorial_s"} <= set(result["epochs"])
+    assert result["sweeps"]["packed_2"]["runs"] == 16
+    assert out.with_suffix(".md").read_text().startswith(result["machine"]["gpu"])

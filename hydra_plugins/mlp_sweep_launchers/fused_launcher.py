@@ -52,9 +52,9 @@ class FusedLauncher(ParallelLauncher):
                 continue
         # Run alone, the jobs would go `workers` at a time with `per_job` threads each; placed
         # on GPUs, a worker per slot, so each GPU gets its own stacks.
-        overrides = [o for _, o in jobs]
-        wanted = threads_asked(self.config, overrides)
-        slots = self.slots(overrides)
+        batch = [o for _, o in jobs]
+        wanted = threads_asked(self.config, batch)
+        slots = self.slots(batch)
         workers, per_job = gpu_slots.split(len(jobs), self.n_jobs, wanted, slots)
         return self.groups.units(jobs, configs, workers, per_job)
 

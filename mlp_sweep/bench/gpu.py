@@ -150,14 +150,15 @@ def epochs(device: torch.device, repeats: int, n_epochs: int, batches: int) -> d
     return found
 
 
-def sweeps(pack: list[int], pack_epochs: int) -> dict[str, Any]:
-    """The README's sweep alone and fused, then the packed sweep at each jobs_per_gpu."""
+def sweeps(pack: list[int], pack_epochs: int, readme: bool = True) -> dict[str, Any]:
+    """The README's sweep alone and fused (`readme`), then the packed sweep at each
+    jobs_per_gpu."""
     found: dict[str, Any] = {}
     cuda = ["device=cuda"]
-    plans = {
-        "alone": [*SWEEP, *cuda],
-        "fused": [*SWEEP, *cuda, "hydra/launcher=fused", "hydra.launcher.fuse=always"],
-    }
+    plans: dict[str, list[str]] = {}
+    if readme:
+        plans["alone"] = [*SWEEP, *cuda]
+        plans["fused"] = [*SWEEP, *cuda, "hydra/launcher=fused", "hydra.launcher.fuse=always"]
     for k in pack:
         plans[f"packed_{k}"] = [
             *PACK_SWEEP, *cuda, f"trainer.epochs={pack_epochs}", f"hydra.launcher.jobs_per_gpu={k}",
@@ -223,6 +224,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tutorial-batches", type=int, default=60)
     parser.add_argument("--pack", default="1,2,4,8", help="jobs_per_gpu values to sweep")
     parser.add_argument("--pack-epochs", type=int, default=5)
+    parser.add_argument(
+        "--no-readme-sweep", action="store_true", help="skip the 4-activation sweep alone and fused"
+    )
     args = parser.parse_args(argv)
     line = no_gpu_line()
     if line is not None:
@@ -238,7 +242,14 @@ def main(argv: list[str]) -> int:
             lambda: {"skipped": "--no-tests"} if args.no_tests else run_tests(args.tests_timeout),
         ),
         ("epochs", lambda: epochs(device, args.repeats, args.epochs, args.tutorial_batches)),
-        ("sweeps", lambda: sweeps([int(k) for k in args.pack.split(",") if k], args.pack_epochs)),
+        (
+            "sweeps",
+            lambda: sweeps(
+                [int(k) for k in args.pack.split(",") if k],
+                args.pack_epochs,
+                readme=not args.no_readme_sweep,
+            ),
+        ),
     ]
     for name, step in steps:
         tic = time.perf_counter()

@@ -152,6 +152,7 @@ def plan(
             raise ConfigError(GPUS_KEY, _shown(asked), f"no GPU {missing[0]} here; visible: {here}")
         names = [visible[n].entry for n in asked]
     else:  # pinned all the same, for a CPU sweep that asked (see the module's docstring)
+        assert asked is not None  # not placed otherwise: returned above
         names = [str(n) for n in asked]
     if per_gpu is None:
         per_gpu = auto_per_gpu(len(names), cores, threads)
