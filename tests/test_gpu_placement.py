@@ -328,3 +328,33 @@ def test_bench_gpu_without_a_gpu_says_so_in_one_line_and_exits_2(
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
     assert err.startswith("mlp_sweep.bench gpu: no CUDA GPU on this machine")
+
+
+# ---- SLURM: what a GPU job asks for ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "device", "gpus_per_node", "sbatch"),
+    [
+        ({}, "cuda", 1, "--gpus-per-node=1"),  # a whole GPU a job
+        ({"gres": "shard:1"}, "cuda", 0, "--gres=shard:1"),  # jobs sharing a GPU's shards
+        ({"gpus_per_task": 1}, "cuda", 0, "--gpus-per-task=1"),
+        ({}, "cpu", 0, None),
+    ],
+    ids=["whole-gpu", "shard", "per-task", "cpu"],
+)
+def test_a_slurm_gpu_job_asks_for_its_gpu_once(
+    given: dict[str, object], device: str, gpus_per_node: int, sbatch: str | None
+) -> None:
+    from mlp_sweep.launch.slurm_resources import slurm_resources
+
+    params = {"cpus_per_task": None, "gpus_per_node": None, "mem_gb": 4, **given}
+    filled = slurm_resources(params, None, device)
+    assert filled["gpus_per_node"] == gpus_per_node and filled["cpus_per_task"] == 1
+    submitit = pytest.importorskip("submitit.slurm.slurm", reason="the cluster extra")
+    keys = {k: v for k, v in filled.items() if v and k != "mem_gb"}
+    lines = submitit._make_sbatch_string(command="x", folder="/tmp/%j", mem="4GB", **keys)
+    gpu_lines = [
+        line for line in lines.splitlines() if line.startswith("#SBATCH") and "gpu" in line
+    ] + [line for line in lines.splitlines() if line.startswith("#SBATCH --gres")]
+    assert gpu_lines == ([f"#SBATCH {sbatch}"] if sbatch else [])
