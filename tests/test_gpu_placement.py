@@ -127,7 +127,12 @@ def test_jobs_per_gpu_auto_shares_the_cores_out_over_the_gpus() -> None:
 @pytest.mark.parametrize(
     ("gpus_value", "per_gpu", "devices", "line"),
     [
-        ([0, 5], 1, ["cuda"], "hydra.launcher.gpus=[0,5]: no GPU 5 here; visible: 0: 0 (NVIDIA"),
+        (
+            [0, 5],
+            1,
+            ["cuda"],
+            "hydra.launcher.gpus=[0,5]: no GPU 5 here; visible: 0 (NVIDIA H100 80GB HBM3), 1 (",
+        ),
         ("0,x", 1, ["cpu"], "hydra.launcher.gpus=0,x: give auto or a list of GPU numbers"),
         ([1, 1], 1, ["cpu"], "hydra.launcher.gpus=[1,1]: each GPU once; use jobs_per_gpu"),
         ("auto", 0, ["cpu"], "hydra.launcher.jobs_per_gpu=0: must be an integer >= 1, or auto"),

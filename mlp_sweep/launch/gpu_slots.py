@@ -148,7 +148,7 @@ def plan(
             asked = list(range(len(visible)))
         missing = [n for n in asked if n >= len(visible)]
         if missing:
-            here = ", ".join(f"{i}: {g.label()}" for i, g in enumerate(visible))
+            here = ", ".join(f"{i} ({g.name or g.entry})" for i, g in enumerate(visible))
             raise ConfigError(GPUS_KEY, _shown(asked), f"no GPU {missing[0]} here; visible: {here}")
         names = [visible[n].entry for n in asked]
     else:  # pinned all the same, for a CPU sweep that asked (see the module's docstring)
