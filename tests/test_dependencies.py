@@ -31,11 +31,17 @@ EXTRA_CODE = {
         "mlp_sweep/loggers/visdom.py",
         "mlp_sweep/loggers/visdom_server.py",
     ),
+    "track": (
+        "mlp_sweep/loggers/mlflow_logger.py",
+        "mlp_sweep/loggers/mlflow_store.py",
+        "mlp_sweep/results/mlflow_parent.py",
+    ),
 }
 # Import names whose distribution an install without every extra does not hold, so its
 # metadata cannot tell; and hydra_plugins' subpackages, a namespace several distributions share.
 KNOWN = {
     "PIL": "Pillow",
+    "mlflow": "mlflow-skinny",  # the full mlflow holds it too; the client needs only this
     "optuna": "optuna",
     "requests": "requests",
     "submitit": "submitit",
@@ -45,7 +51,10 @@ KNOWN = {
 }
 NAMESPACES = {"hydra_plugins"}
 # Modules whose import needs a distribution the import does not name.
-IMPLIED = {"torch.utils.tensorboard": "tensorboard"}
+IMPLIED = {
+    "torch.utils.tensorboard": "tensorboard",
+    "mlflow.store.tracking.sqlalchemy_store": "sqlalchemy",  # the local store's database
+}
 # Checkout files that the package puts on sys.path itself (the SLURM benchmark's cluster).
 CHECKOUT_MODULES = {"slurm_cluster": "tests/cluster/slurm_cluster.py"}
 # pip install's options whose next word is their value, not a requirement.

@@ -8,7 +8,9 @@ line naming what was typed and what would work.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import TypeGuard
@@ -22,7 +24,7 @@ from omegaconf.errors import (
     ValidationError,
 )
 
-from mlp_sweep.config import Config
+from mlp_sweep.config import Config, LoggerConfig
 from mlp_sweep.errors import MlpSweepError, first_line
 from mlp_sweep.paths import CONF_DIR
 
@@ -120,8 +122,17 @@ def _check_primary(name: str, config_dir: str | None, config_path: str | None) -
 
 @functools.cache
 def _schema() -> DictConfig:
-    """The schema as a config, built once (~10 ms a time). Shared: callers must not modify it."""
-    return OmegaConf.structured(Config)
+    """The schema as a config, built once (~10 ms a time). Shared: callers must not modify it.
+    Every logger's section is filled with its defaults, so that logger.<name>.<key> is a key
+    of the schema although each logger is off (null) by default."""
+    hints = typing.get_type_hints(LoggerConfig)
+    loggers = LoggerConfig()
+    for f in dataclasses.fields(LoggerConfig):
+        kinds = [t for t in typing.get_args(hints[f.name]) if isinstance(t, type)]
+        section = next((t for t in kinds if dataclasses.is_dataclass(t)), None)
+        if section is not None:
+            setattr(loggers, f.name, section())
+    return OmegaConf.structured(Config(logger=loggers))
 
 
 _ABSENT = object()

@@ -10,7 +10,10 @@ that can neither run code nor reach past the folder are replayed:
   SWEEPER_KEYS), each a plain value: no spaces or quotes, which a SLURM script would read as
   further options; a search's space (`hydra.sweeper.params.<key>`) checked as the task's key;
 - the folders a job writes to below the sweep folder (FOLDER_KEYS): relative, no `..`;
-- an Optuna storage only where it is a file inside the folder.
+- an Optuna storage only where it is a file inside the folder;
+- never where the runs' data is sent (DESTINATIONS: an MLflow tracking URI, a visdom server):
+  a folder could send it anywhere, or name a database file anywhere on this machine. The user
+  gives it again on the command line, and that value is used.
 
 Never a value with a control character (a line break would start a new line of a SLURM
 script), a `_target_`, an `@package` override, or a `${resolver:...}` (evaluated on this
@@ -57,6 +60,8 @@ SWEEPER_KEYS = {
     "sampler.seed", "pruner", "pruning.min_epochs", "pruning.reduction_factor",
     "pruning.warmup_trials", "max_batch_size",
 }  # fmt: skip
+# Keys that name where the runs' data goes (a server, a database file).
+DESTINATIONS = {"logger.mlflow.tracking_uri", "logger.visdom.server", "logger.visdom.port"}
 # Hydra's job settings a resume may need to find and write its runs as the sweep did.
 JOB_KEYS = {"hydra.job.chdir", "hydra.verbose", "hydra.job.name"}
 # Folders below the job's (or the sweep's) folder; hydra.run.dir is a single run's and takes
@@ -92,6 +97,8 @@ def refusal(text: str, folder: Path) -> str | None:
     if override.package is not None:
         return "moves a config to another @package"
     key = override.key_or_group
+    if key in DESTINATIONS:
+        return "names where the runs' data is sent, which a folder may not choose"
     if key.startswith("hydra.sweeper.params."):
         return _space(key.removeprefix("hydra.sweeper.params."), text.partition("=")[2], folder)
     if key.startswith("hydra"):

@@ -7,19 +7,22 @@ whichever process trains the job. It holds:
   device, and logger.mlflow.tags;
 - params: the job's whole flat config, as metrics.json's `params` holds it (JSON for lists),
   in batches of 100 (MLflow's limit), values cut at 6000 characters (MLflow's);
-- metrics: `train_loss_step` at step = the optimizer step (every logger.every_n_steps steps),
-  `train_loss`, `test_loss`, `test_acc`, `seconds` at step = epoch, and at the end
-  `best_test_acc` and `best_epoch` (the last epoch's values are the metrics' latest);
+- metrics: `train_loss_step` at step = the optimizer step (every logger.every_n_steps steps,
+  sent when their epoch ends), `train_loss`, `test_loss`, `test_acc`, `seconds` at step =
+  epoch, and at the end `best_test_acc` and `best_epoch` (the last epoch's values are the
+  metrics' latest);
 - artifacts (logger.mlflow.artifacts): the test digits under their predictions each epoch (an
   image with a step slider), and at the end history.csv, steps.csv, metrics.json,
   hydra/config.yaml, confusion.png and misclassified.png.
 
 Its status says what the record says: ok, diverged and pruned end FINISHED, failed FAILED,
 interrupted and timeout KILLED (the tag `status` holds mlp_sweep's own word); a run killed
-outright is set KILLED when its sweep ends (mlflow_sweep.finish_sweep).
+outright is set KILLED when its sweep ends (mlp_sweep.results.mlflow_parent).
 
 A resumed run continues the same MLflow run (its id is in the record's logged_to): it sends
-only the epochs and steps the MLflow run does not hold yet, so nothing is there twice.
+only the epochs and steps the MLflow run does not hold yet, so nothing is there twice. The
+steps of an epoch cut short (interrupted, timed out) are never sent: its checkpoint does not
+hold them, and the resumed run trains that epoch again.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ MLFLOW_STATUS: dict[str, str] = {
     Status.INCOMPLETE: "KILLED",
 }
 RUN_FILES = ("history.csv", "steps.csv", "metrics.json", "confusion.png", "misclassified.png")
-JOB_CONFIG = Path(".hydra") / "config.yaml"
+JOB_CONFIG = "hydra/config.yaml"
 
 
 def param_value(value: Any) -> str:
@@ -82,6 +85,7 @@ class MlflowLogger:
         self.epochs_held = 0  # the last epoch the MLflow run holds
         self.step_held = 0  # the last optimizer step it holds
         self.digits_held = 0  # the last epoch whose digits it holds (or that restored)
+        self.pending: list[tuple[int, float]] = []  # steps of the epoch under way
 
     @property
     def finish_seconds(self) -> float:
@@ -122,8 +126,9 @@ class MlflowLogger:
             run, experiment, parent
         )
         self._params(run.params)
-        self._send_epochs(history)
         self.steps(steps)
+        self._send_steps()
+        self._send_epochs(history)
         self.digits_held = self.epochs_held
         return {
             "run_id": self.run_id,
@@ -227,16 +232,21 @@ class MlflowLogger:
             self.epochs_held = new[-1].epoch
 
     def steps(self, points: list[tuple[int, float]]) -> None:
+        """Held until their epoch ends: the MLflow run holds the steps of the epochs the
+        checkpoint holds, as steps.csv does, so a resumed run sends each step once."""
+        self.pending += [(step, loss) for step, loss in points if step > self.step_held]
+
+    def _send_steps(self) -> None:
         from mlflow.entities import Metric
 
-        new = [(step, loss) for step, loss in points if step > self.step_held]
-        if not new:
+        if not self.pending:
             return
         now = _now_ms()
-        self._log([Metric(STEP_METRIC, loss, now, step) for step, loss in new])
-        self.step_held = new[-1][0]
+        self._log([Metric(STEP_METRIC, loss, now, step) for step, loss in self.pending])
+        self.step_held, self.pending = self.pending[-1][0], []
 
     def epoch(self, stats: EpochStats) -> None:
+        self._send_steps()
         self._send_epochs([stats])
 
     def digits(self, epoch: int, digits: Digits) -> None:
@@ -267,9 +277,8 @@ class MlflowLogger:
             path = run_dir / name
             if path.is_file() and not path.is_symlink():
                 self.client.log_artifact(self.run_id, str(path))
-        config = run_dir / JOB_CONFIG
-        if config.is_file() and not config.is_symlink():
-            self.client.log_artifact(self.run_id, str(config), artifact_path="hydra")
+        if self.run is not None and self.run.config_yaml:  # .hydra/config.yaml's text
+            self.client.log_text(self.run_id, self.run.config_yaml, JOB_CONFIG)
 
     def close(self) -> None:
         self.client = None

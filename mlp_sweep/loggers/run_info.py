@@ -50,6 +50,9 @@ class RunInfo:
     # Where earlier attempts of the run were logged, by logger name (the record's
     # `logged_to`): the MLflow run a resumed run continues.
     logged_to: dict[str, Any] = field(default_factory=dict)
+    # The job's config as Hydra saves it in <run>/.hydra/config.yaml (which a stack's member
+    # only gets once its stack has trained).
+    config_yaml: str = ""
 
 
 def run_info(
@@ -59,6 +62,7 @@ def run_info(
     overrides: list[str],
     sweep_dir: Path | None,
     record: dict[str, Any] | None = None,
+    config_yaml: str = "",
 ) -> RunInfo:
     """record: the run's record so far (device, git) with what earlier attempts kept."""
     if sweep_dir is None:  # a single run: named by its folder, grouped with the other runs
@@ -86,6 +90,7 @@ def run_info(
         device=record.get("device"),
         git_commit=git.get("commit") if isinstance(git, dict) else None,
         logged_to=dict(record.get(LOGGED_TO) or {}),
+        config_yaml=config_yaml,
     )
 
 

@@ -36,6 +36,7 @@ class Active:
     run_dir: Path | None = None  # set when a single run starts
     planned: int | None = None  # the jobs preflight expanded (a grid's size), when it could
     progress: Progress | None = None  # the sweep's console while it runs
+    mlflow: Any = None  # logger.mlflow's settings (a DictConfig) when logger=mlflow
 
     def stop_progress(self) -> None:
         if self.progress is not None:
@@ -55,6 +56,7 @@ class SummaryCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         release_signals()  # composed: a Ctrl-C held while the command started stops it here
         ACTIVE.sweep_dir = Path(config.hydra.sweep.dir)
+        ACTIVE.mlflow = config.get("logger", {}).get("mlflow")
         sweeper = config.hydra.sweeper
         if sweeper.get("_target_") in GRID_SWEEPERS:
             total = ACTIVE.planned
@@ -95,7 +97,7 @@ class SummaryCallback(Callback):
         )
         if drawn:
             print(f"plots: {', '.join(str(p) for p in drawn)}", flush=True)
-        _finish_mlflow(config, sweep_dir, frame)
+        _finish_mlflow(config.get("logger", {}).get("mlflow"), sweep_dir, frame)
         failed = count_failed(frame)
         if failed:
             raise SystemExit(
@@ -106,16 +108,17 @@ class SummaryCallback(Callback):
             )
 
 
-def _finish_mlflow(config: DictConfig, sweep_dir: Path, frame: pd.DataFrame) -> None:
+def _finish_mlflow(settings: DictConfig | None, sweep_dir: Path, frame: pd.DataFrame) -> None:
     """logger=mlflow: the sweep's parent run gets its results and its status; a failure is
-    one warning line (mlp_sweep.loggers.mlflow_sweep)."""
-    settings = config.get("logger", {}).get("mlflow")
+    one warning line (mlp_sweep.results.mlflow_parent)."""
     if settings is None:
         return
-    from mlp_sweep.loggers.mlflow_sweep import finish_sweep
+    from mlp_sweep.results.mlflow_parent import finish_sweep
 
     cfg = OmegaConf.to_object(settings)
-    why = finish_sweep(sweep_dir, cfg, best_trial(frame, sweep_dir))  # type: ignore[arg-type]
+    where, why = finish_sweep(sweep_dir, cfg, best_trial(frame, sweep_dir))  # type: ignore[arg-type]
+    if where is not None:
+        print(f"mlflow: {where}", flush=True)
     if why is not None:
         log.warning("logger mlflow: the sweep's parent run was not finished: %s", why)
 
@@ -162,6 +165,8 @@ def summarize_interrupted(sweep_dir: Path) -> pd.DataFrame | None:
 
     ACTIVE.stop_progress()
     try:
-        return write_results(sweep_dir)[0]
+        frame = write_results(sweep_dir)[0]
     except SummaryError:
         return None
+    _finish_mlflow(ACTIVE.mlflow, sweep_dir, frame)  # its parent run ends KILLED
+    return frame

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from mlp_sweep.config import Config, Dataset
 from mlp_sweep.errors import one_line
@@ -51,6 +52,7 @@ from mlp_sweep.run.record import (
 from mlp_sweep.run.state import RunState
 from mlp_sweep.status import Status
 from mlp_sweep.training.data import Data
+from mlp_sweep.training.device import gpu_identity
 from mlp_sweep.training.loop import EpochStats, History, StepHook
 from mlp_sweep.training.predict import confusion, is_image, pick, predict
 
@@ -171,6 +173,7 @@ class Lifecycle:
             device=str(device),
             deterministic=torch.are_deterministic_algorithms_enabled(),
             threads=torch.get_num_threads(),
+            **gpu_identity(device),  # which GPU, as the machine numbers it, and its worker's slot
         )
 
     def data_loaded(self, data: Data, device: torch.device, seconds: float) -> None:
@@ -206,6 +209,7 @@ class Lifecycle:
                 self.job.overrides,
                 self.job.sweep_dir,
                 self.record.fields,
+                OmegaConf.to_yaml(self.cfg),
             )
             if state.history.epochs:
                 self.steps = steps_file.read(self.steps_file.path, len(state.history.epochs))

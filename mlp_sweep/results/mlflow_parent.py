@@ -3,8 +3,8 @@ results and ends with the status its jobs earned.
 
 - artifacts: summary.csv, summary_by_config.csv, curves.png, comparison.png (and a search's
   pareto.png);
-- a search's best trial: its values as the parent's metrics `best/<objective>` and its
-  settings as tags `best.<key>`, `best.job`;
+- a search's best trial: its objectives as the parent's metrics `best_trial/<objective>`, and
+  its settings and folder as tags `best_trial.<key>`, `best_trial.run_dir`;
 - a job whose process was killed outright (its record `incomplete`) never told MLflow: its
   child run, still RUNNING there, is set KILLED with the tag status=incomplete;
 - the parent ends FINISHED when every job finished, FAILED when one failed, and KILLED when
@@ -12,7 +12,9 @@ results and ends with the status its jobs earned.
   mlp_sweep's words, and `runs` counts the jobs.
 
 Nothing here can fail the sweep: the caller gets one line to print instead (finish_sweep
-runs on a thread with a deadline, as the jobs' loggers do).
+runs on a thread with a deadline, as the jobs' loggers do), and on success the line that
+says where to see the sweep (the parent run's page, or the `mlflow ui` command of a local
+store).
 """
 
 from __future__ import annotations
@@ -42,16 +44,18 @@ UNFINISHED = {Status.INTERRUPTED, Status.TIMEOUT, Status.INCOMPLETE}
 
 def finish_sweep(
     sweep_dir: Path, cfg: MlflowConfig, best: dict[str, Any] | None = None
-) -> str | None:
-    """End the sweep's parent run (see the module); None when done, else the one line why not.
-    Waits at most cfg.finish_timeout seconds."""
+) -> tuple[str | None, str | None]:
+    """End the sweep's parent run (see the module). Returns (where to see it, None) when
+    done, (None, why not) when not, (None, None) where no job reached MLflow. Waits at most
+    cfg.finish_timeout seconds."""
     if not store.read_parents(sweep_dir):
-        return None  # no job of this sweep reached MLflow
+        return None, None
+    said: list[str] = []
     failure: list[str] = []
 
     def work() -> None:
         try:
-            _finish(sweep_dir, cfg, best)
+            said.append(_finish(sweep_dir, cfg, best))
         except Exception as err:
             failure.append(one_line(err))
 
@@ -59,8 +63,17 @@ def finish_sweep(
     thread.start()
     thread.join(cfg.finish_timeout)
     if thread.is_alive():
-        return f"still sending after {cfg.finish_timeout:g} s; given up"
-    return failure[0] if failure else None
+        return None, f"still sending after {cfg.finish_timeout:g} s; given up"
+    if failure:
+        return None, failure[0]
+    return (said[0] or None), None
+
+
+def where_to_see(uri: str, experiment: str, parent: str) -> str:
+    """The parent run's page on a server, or the command that serves a local store."""
+    if uri.startswith(("http://", "https://")):
+        return f"{store.shown(uri).rstrip('/')}/#/experiments/{experiment}/runs/{parent}"
+    return f"runs in {uri}; see them with: mlflow ui --backend-store-uri {uri}"
 
 
 def sweep_status(statuses: Sequence[str]) -> tuple[str, str]:
@@ -72,7 +85,7 @@ def sweep_status(statuses: Sequence[str]) -> tuple[str, str]:
     return "FINISHED", "ok"
 
 
-def _finish(sweep_dir: Path, cfg: MlflowConfig, best: dict[str, Any] | None) -> None:
+def _finish(sweep_dir: Path, cfg: MlflowConfig, best: dict[str, Any] | None) -> str:
     from mlflow import MlflowClient
     from mlflow.entities import Metric, RunTag
 
@@ -81,11 +94,11 @@ def _finish(sweep_dir: Path, cfg: MlflowConfig, best: dict[str, Any] | None) -> 
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(cfg.experiment or sweep_dir.name)
     if experiment is None:
-        return
+        return ""
     key = store.parent_key(store.store_name(cfg, uri), experiment.experiment_id)
     known = store.read_parents(sweep_dir).get(key)
     if known is None:
-        return
+        return ""
     parent = known["parent_run_id"]
     statuses = []
     for run_dir in job_dirs(sweep_dir):
@@ -101,12 +114,14 @@ def _finish(sweep_dir: Path, cfg: MlflowConfig, best: dict[str, Any] | None) -> 
     metrics = []
     if best:
         for key, value in best.get("objectives", {}).items():
-            metrics.append(Metric(f"best/{key}", float(value), now, 0))
-        tags += [RunTag(f"best.{k}", str(v)[:5000]) for k, v in best.get("values", {}).items()]
+            metrics.append(Metric(f"best_trial/{key}", float(value), now, 0))
+        values = best.get("values", {}).items()
+        tags += [RunTag(f"best_trial.{k}", str(v)[:5000]) for k, v in values]
     status, word = sweep_status(statuses)
     tags += [RunTag(store.TAG_STATUS, word), RunTag("runs", str(len(statuses)))]
     client.log_batch(parent, metrics=metrics, tags=tags)
     client.set_terminated(parent, status)
+    return where_to_see(uri, str(experiment.experiment_id), parent)
 
 
 def _kill_child(client: Any, logged_to: Any, parent: str, status: str) -> None:
