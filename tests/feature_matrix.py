@@ -4,11 +4,13 @@ tests/test_slurm.py, which owns the cluster).
 
 One `Matrix` is the same four real multiruns of the entry point on one launcher:
 
-- a grid with a logger (steps.csv, events), a run that diverges and two that fail;
+- a grid with the loggers installed here (tensorboard: steps.csv, events; mlflow: its local
+  store in the sweep), a run that diverges and two that fail;
 - a search (Optuna, ASHA) whose pruner stops some of its trials;
 - a sweep stopped at its time limit, then resumed without it;
 - a sweep killed (SIGKILL, the whole process group) while its first job trains, read by
-  `mlp_sweep.load` and by the summary (they must agree), then resumed.
+  `mlp_sweep.load` and by the summary (they must agree), then resumed (with the same loggers:
+  the resumed run continues its MLflow run, adding no epoch twice).
 
 `shape()` reduces each run folder to what must not depend on the launcher: its files, its
 record's keys, its status; `numbers()` to its history, which must match (exactly where the
@@ -75,6 +77,7 @@ class Stage:
     shapes: dict[str, dict[str, Any]]  # job folder -> shape()
     numbers: dict[str, list[dict[str, float]]]  # job folder -> numbers()
     seconds: float
+    mlflow: dict[str, Any] | None = None  # mlflow_runs() of its folder
 
 
 @dataclass
@@ -98,7 +101,44 @@ def _stage(args: list[str], folder: Path, cwd: Path, env: dict[str, str]) -> Sta
         {name: shape(d) for name, d in runs.items()},
         {name: numbers(d) for name, d in runs.items()},
         seconds,
+        mlflow_runs(folder),
     )
+
+
+def matrix_loggers() -> list[str]:
+    """The loggers the matrix's sweeps use: those whose extra is installed here."""
+    return [n for n in ("tensorboard", "mlflow") if importlib.util.find_spec(n) is not None]
+
+
+def logger_args(loggers: list[str]) -> list[str]:
+    return [f"logger=[{','.join(loggers)}]"] if loggers else []
+
+
+def mlflow_runs(folder: Path) -> dict[str, Any] | None:
+    """What the sweep left in its local MLflow store (logger=mlflow's default), read with
+    MLflow's client: its parent runs' statuses, and per job its run's status, its status tag
+    and the epochs its test_acc holds. None where the sweep has no store."""
+    db = folder / "mlflow.db"
+    if not db.exists():
+        return None
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{db}")
+    runs = [
+        run
+        for experiment in client.search_experiments()
+        for run in client.search_runs([experiment.experiment_id])
+    ]
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    jobs: dict[str, Any] = {}
+    for run in runs:
+        if run in parents:
+            continue
+        job = run.data.tags["job"]
+        assert job not in jobs, f"{folder}: job {job} has two MLflow runs"
+        epochs = [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")]
+        jobs[job] = (run.info.status, run.data.tags.get("status"), sorted(epochs))
+    return {"parents": [r.info.status for r in parents], "jobs": jobs}
 
 
 def broken_data_root(root: Path) -> Path:
@@ -155,17 +195,23 @@ def run_matrix(
               "model.act=relu,selu", "model.init=default")  # fmt: skip
     sweep("limited", "model.act=relu,selu", "data.n_train=20000", "trainer.time_limit=0.001")
     resume("limited", "trainer.time_limit=null")
-    _kill(m, base, where / "killed", where, env, kill)
+    _kill(m, base, where / "killed", where, env, kill, logger)
     resume("killed")
     return m
 
 
 def _kill(
-    m: Matrix, base: list[str], folder: Path, cwd: Path, env: dict[str, str], kill: Killer
+    m: Matrix,
+    base: list[str],
+    folder: Path,
+    cwd: Path,
+    env: dict[str, str],
+    kill: Killer,
+    logger: list[str],
 ) -> None:
     """Kill job 0 with SIGKILL once it has an epoch and is training the next, then read the
     folder both ways: mlp_sweep.load and the summary."""
-    slow = ["data.n_train=20000", "model.act=relu,selu"]
+    slow = ["data.n_train=20000", "model.act=relu,selu", *logger]
     log = folder.parent / "killed.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -247,8 +293,13 @@ FIXED = {
 }
 
 
-def check_features(m: Matrix, logged: bool) -> None:
+# A record's status -> its MLflow run's.
+MLFLOW_STATUS = {"ok": "FINISHED", "diverged": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
+
+
+def check_features(m: Matrix, loggers: list[str]) -> None:
     """Each feature did what it says on m's launcher."""
+    logged = "tensorboard" in loggers
     for name, (code, statuses) in FIXED.items():
         stage = m.stages[name]
         assert stage.code == code, f"{m.launcher} {name}: exit {stage.code}\n{stage.said[-3000:]}"
@@ -257,8 +308,10 @@ def check_features(m: Matrix, logged: bool) -> None:
     grid = m.stages["grid"].shapes
     if logged:  # the logger watched every run that trained, and steps.csv kept it
         for job in ("0", "1"):
-            assert grid[job]["loggers"] == ["tensorboard"] and not grid[job]["loggers_failed"]
+            assert grid[job]["loggers"] == loggers and not grid[job]["loggers_failed"]
             assert "steps.csv" in grid[job]["files"], (m.launcher, job, grid[job]["files"])
+    if "mlflow" in loggers:
+        check_mlflow(m)
     assert "traceback.txt" in grid["2"]["files"]
     last = m.stages["grid"].said.strip().splitlines()
     assert any(line.startswith("mlp_sweep: 2 of 4 runs failed or did not finish") for line in last)
@@ -277,6 +330,22 @@ def check_features(m: Matrix, logged: bool) -> None:
             assert 1 <= int(shape["epochs_done"]) < 3
 
 
+def check_mlflow(m: Matrix) -> None:
+    """Every run that trained is one MLflow run under its sweep's one parent, whose status
+    says the record's and whose test_acc holds each epoch once (the killed run, resumed,
+    continued its own)."""
+    for name, parent in (("grid", "FAILED"), ("killed resumed", "FINISHED")):
+        stage = m.stages[name]
+        assert stage.mlflow is not None, (m.launcher, name, "no MLflow store")
+        assert stage.mlflow["parents"] == [parent], (m.launcher, name, stage.mlflow)
+        trained = {job: s for job, s in stage.shapes.items() if s["epochs_done"]}
+        assert set(stage.mlflow["jobs"]) == set(trained), (m.launcher, name, stage.mlflow)
+        for job, (status, tag, epochs) in stage.mlflow["jobs"].items():
+            record = trained[job]
+            assert (status, tag) == (MLFLOW_STATUS[record["status"]], record["status"])
+            assert epochs == list(range(1, record["epochs_done"] + 1)), (m.launcher, name, job)
+
+
 def check_same(ours: Matrix, basic: Matrix, exact: bool) -> None:
     """The same files, record keys, statuses and numbers in every run folder as the basic
     launcher's, stage by stage (exact where runs train alone; within fp64's last bits where a
@@ -284,6 +353,7 @@ def check_same(ours: Matrix, basic: Matrix, exact: bool) -> None:
     for name in FIXED:
         mine, theirs = ours.stages[name], basic.stages[name]
         assert mine.shapes == theirs.shapes, (ours.launcher, name)
+        assert mine.mlflow == theirs.mlflow, (ours.launcher, name)
         for job, history in theirs.numbers.items():
             differs = same_numbers(mine.numbers[job], history, exact)
             assert differs is None, f"{ours.launcher} {name} job {job}: {differs}"

@@ -9,8 +9,6 @@ launcher's, stage by stage.
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from tests.feature_matrix import (
@@ -19,13 +17,16 @@ from tests.feature_matrix import (
     basic_matrix,
     check_features,
     check_same,
+    logger_args,
+    matrix_loggers,
     run_matrix,
 )
 
-# With the viz extra the grid's runs log to tensorboard (events, steps.csv); without it they
-# log nothing, and every other feature is still compared.
-LOGGED = importlib.util.find_spec("tensorboard") is not None
-LOGGER = ["logger=tensorboard"] if LOGGED else []
+# With the viz and track extras the grid's runs log to tensorboard (events, steps.csv) and to
+# MLflow (the sweep's local store); without them they log nothing, and every other feature is
+# still compared.
+LOGGERS = matrix_loggers()
+LOGGER = logger_args(LOGGERS)
 
 
 class Matrices:
@@ -53,7 +54,7 @@ def matrices(tmp_path_factory: pytest.TempPathFactory) -> Matrices:
 
 @pytest.mark.parametrize("launcher", list(LAUNCHERS))
 def test_each_feature_on_each_launcher(matrices: Matrices, launcher: str) -> None:
-    check_features(matrices[launcher], LOGGED)
+    check_features(matrices[launcher], LOGGERS)
 
 
 @pytest.mark.parametrize("launcher", [name for name in LAUNCHERS if name != "basic"])

@@ -7,7 +7,6 @@ Debian packages. The module skips, saying why, only where those packages are mis
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -20,7 +19,14 @@ import pytest
 
 from tests import helpers
 from tests.cluster import slurm_cluster
-from tests.feature_matrix import basic_matrix, check_features, check_same, run_matrix
+from tests.feature_matrix import (
+    basic_matrix,
+    check_features,
+    check_same,
+    logger_args,
+    matrix_loggers,
+    run_matrix,
+)
 from tests.helpers import assert_same_history, cli_env, epochs_written, start_cli, wait_for
 
 # Included in the default run; `-m "not slow and not cluster"` leaves it out (~75 s).
@@ -202,10 +208,10 @@ def test_the_feature_matrix_on_slurm(
 ) -> None:
     """SLURM's row of the feature x launcher matrix (tests/test_feature_matrix.py): the same
     sweeps inside SLURM jobs leave what the basic launcher leaves, to the last bit."""
-    logged = importlib.util.find_spec("tensorboard") is not None
-    logger = ["logger=tensorboard"] if logged else []
+    loggers = matrix_loggers()
+    logger = logger_args(loggers)
     ours = run_matrix("slurm", SLURM, tmp_path, logger, env=slurm_env, kill=_kill_job_0)
-    check_features(ours, logged)
+    check_features(ours, loggers)
     check_same(ours, basic_matrix(tmp_path_factory, logger), exact=True)
     # Each sweep was one array job, a task per run, each with the cores its threads use, and
     # the console said where SLURM's logs go.

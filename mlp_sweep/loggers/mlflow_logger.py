@@ -114,10 +114,14 @@ class MlflowLogger:
         where = store.store_name(self.cfg, uri)
         name = self.cfg.experiment or run.group
         if run.sweep_dir is None:
+            if not self.cfg.tracking_uri:
+                store.create_local(folder)
             self.client = client = MlflowClient(tracking_uri=uri)
             experiment, parent = store.experiment_id(client, name, folder, uri), None
         else:
             with store.locked(run.sweep_dir):
+                if not self.cfg.tracking_uri:
+                    store.create_local(folder)
                 self.client = client = MlflowClient(tracking_uri=uri)
                 experiment = store.experiment_id(client, name, folder, uri)
                 tags = dict(self.cfg.tags)

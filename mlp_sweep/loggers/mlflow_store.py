@@ -50,6 +50,22 @@ def tracking_uri(cfg: MlflowConfig, folder: Path) -> str:
     return f"sqlite:///{folder.resolve() / LOCAL_DB}"
 
 
+def create_local(folder: Path) -> None:
+    """The local store's tables, made in a file of their own and renamed into place: a job
+    killed while making them (it takes a second or two) leaves no half-made store, which no
+    later client could open. Called under locked() in a sweep."""
+    db = folder / LOCAL_DB
+    if db.exists():
+        return
+    from mlflow import MlflowClient
+
+    for left in folder.glob(f"{LOCAL_DB}.*.new"):  # a killed job's; the lock is ours now
+        left.unlink(missing_ok=True)
+    new = folder / f"{LOCAL_DB}.{os.getpid()}.new"
+    MlflowClient(tracking_uri=f"sqlite:///{new.resolve()}").search_experiments(max_results=1)
+    os.replace(new, db)
+
+
 def shown(uri: str) -> str:
     """The URI without any user:password@ it carries: what records and messages may hold."""
     parts = urllib.parse.urlsplit(uri)
