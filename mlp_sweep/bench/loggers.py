@@ -17,7 +17,9 @@ The visdom server is started here on 127.0.0.1 (`python -m mlp_sweep.visdom_serv
 stopped by its pid; it shares the machine's cores with the run, so its CPU time per run is
 reported too. Each round's visdom run draws in an environment of its own, as a new sweep's
 first run does (a visdom window's every update costs the server time in proportion to what
-the window already holds). The TensorBoard events go to a temporary folder.
+the window already holds). The TensorBoard events go to a temporary folder, and MLflow's
+runs to one local store there (sqlite, its tables made before the first round, as a sweep's
+later jobs find them), an experiment of its own per bench.
 """
 
 from __future__ import annotations
@@ -35,10 +37,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlp_sweep.config import Config, LoggerConfig, TensorBoardConfig, VisdomConfig
+from mlp_sweep.config import Config, LoggerConfig, MlflowConfig, TensorBoardConfig, VisdomConfig
 from mlp_sweep.status import Status
 
-SETTINGS = ("none", "visdom", "tensorboard")
+SETTINGS = ("none", "visdom", "tensorboard", "mlflow")
 
 
 def _free_port() -> int:
@@ -89,7 +91,7 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         server.wait(10)
 
 
-def _config(setting: str, every: int, epochs: int, port: int, round_: int) -> Config:
+def _config(setting: str, every: int, epochs: int, port: int, round_: int, folder: Path) -> Config:
     cfg = Config()
     cfg.trainer.epochs = epochs
     cfg.logger = LoggerConfig(every_n_steps=every)
@@ -99,6 +101,9 @@ def _config(setting: str, every: int, epochs: int, port: int, round_: int) -> Co
         )
     elif setting == "tensorboard":
         cfg.logger.tensorboard = TensorBoardConfig()
+    elif setting == "mlflow":
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        cfg.logger.mlflow = MlflowConfig(tracking_uri=uri, experiment="mlp_sweep_bench")
     return cfg
 
 
@@ -120,6 +125,10 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="mlp_sweep-loggerbench-") as tmp:
         folder = Path(tmp)
         server, port = _start_visdom(folder) if "visdom" in settings else (None, 0)
+        if "mlflow" in settings:
+            from mlp_sweep.loggers.mlflow_store import create_local
+
+            create_local(folder)
         measured = (
             "training",
             "run",
@@ -132,7 +141,7 @@ def main(argv: list[str]) -> int:
         try:
             for i in range(args.repeats):
                 for setting in settings if i % 2 == 0 else settings[::-1]:
-                    cfg = _config(setting, args.every, args.epochs, port, i)
+                    cfg = _config(setting, args.every, args.epochs, port, i, folder)
                     cfg.trainer.threads = args.threads
                     served = _cpu_seconds(server.pid) if server is not None else 0.0
                     tic, cpu = time.perf_counter(), time.process_time()
