@@ -22,6 +22,8 @@ import yaml
 from mlp_sweep.errors import MlpSweepError
 
 MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it into the sweep folder before any job
+# logger=mlflow's files in a sweep folder: the parent run's id, and the sweep's own store.
+MLFLOW_FILES = ("mlflow.json", "mlflow.json.lock", "mlflow.db", "mlartifacts")
 # A YAML file Hydra writes into a sweep folder (multirun.yaml: a few KB, a search's space adds
 # little) holds ~500 YAML events nested ~6 deep. Each bound is far above that and well below
 # what takes a second to read: libyaml's parse slows with the square of the nesting (100,000

@@ -391,6 +391,8 @@ def _decoy(tmp_path: Path) -> tuple[Path, bytes]:
         "sweep/0/mlp_sweep.log",
         "sweep/0/.hydra/config.yaml",
         "sweep/0/.hydra",
+        "sweep/mlflow.db",  # logger=mlflow's store and parent id: written by the jobs
+        "sweep/mlflow.json",
     ],
 )
 def test_a_link_where_hydra_writes_refuses_the_sweep(

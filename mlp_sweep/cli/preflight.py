@@ -26,7 +26,7 @@ from mlp_sweep.cli.checks import check_keys, in_schema, schema_node
 from mlp_sweep.cli.limits import Launcher, MemoryCheck, check_grid
 from mlp_sweep.config import Config, DataConfig, Dataset, to_config, validate
 from mlp_sweep.errors import ConfigError, MlpSweepError
-from mlp_sweep.labels import MULTIRUN_FILE
+from mlp_sweep.labels import MLFLOW_FILES, MULTIRUN_FILE
 from mlp_sweep.paths import CONF_DIR
 from mlp_sweep.run.interrupt import holding_a_signal, release_signals
 from mlp_sweep.run.prior import prior_record
@@ -125,7 +125,12 @@ def check_data(cfg: DataConfig, checked: set[tuple[str, str]]) -> None:
 
 # Where Hydra and mlp_sweep write into a sweep's folder with a plain open(), which follows a
 # symbolic link: a received folder with a link there would have its target overwritten.
-SWEEP_FILES = (MULTIRUN_FILE, *STUDY_FILES, *(f"{name}.lock" for name in STUDY_FILES))
+SWEEP_FILES = (
+    MULTIRUN_FILE,
+    *STUDY_FILES,
+    *(f"{name}.lock" for name in STUDY_FILES),
+    *MLFLOW_FILES,
+)
 
 
 class PlantedLink(MlpSweepError):

@@ -26,15 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlp_sweep.config import MlflowConfig
+from mlp_sweep.labels import MLFLOW_FILES
 from mlp_sweep.training.writes import write_bytes_atomic
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-PARENT_FILE = "mlflow.json"
-LOCAL_DB = "mlflow.db"
-LOCAL_ARTIFACTS = "mlartifacts"
+PARENT_FILE, _, LOCAL_DB, LOCAL_ARTIFACTS = MLFLOW_FILES
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 EXPERIMENT_ID = re.compile(r"[0-9]{1,19}")
 # Tags mlp_sweep puts on its runs (besides MLflow's own mlflow.* ones).
@@ -55,6 +54,9 @@ def create_local(folder: Path) -> None:
     killed while making them (it takes a second or two) leaves no half-made store, which no
     later client could open. Called under locked() in a sweep."""
     db = folder / LOCAL_DB
+    for name in (LOCAL_DB, LOCAL_ARTIFACTS):  # a received folder's: never followed out of it
+        if (folder / name).is_symlink():
+            raise RuntimeError(f"{folder / name} is a symbolic link; no MLflow store goes there")
     if db.exists():
         return
     from mlflow import MlflowClient
@@ -78,7 +80,7 @@ def shown(uri: str) -> str:
 
 # How records and mlflow.json name the store inside the sweep's folder: by no path, so that a
 # moved or copied folder still finds its runs there.
-LOCAL_NAME = "<sweep folder>/mlflow.db"
+LOCAL_NAME = "<sweep or run folder>/mlflow.db"
 
 
 def store_name(cfg: MlflowConfig, uri: str) -> str:
