@@ -23,7 +23,10 @@ from mlp_sweep.errors import MlpSweepError
 
 MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it into the sweep folder before any job
 # logger=mlflow's files in a sweep folder: the parent run's id, and the sweep's own store.
-MLFLOW_FILES = ("mlflow.json", "mlflow.json.lock", "mlflow.db", "mlartifacts")
+MLFLOW_PARENT_FILE = "mlflow.json"
+MLFLOW_DB = "mlflow.db"
+MLFLOW_ARTIFACTS = "mlartifacts"  # holds copies of the runs' records: no run folders
+MLFLOW_FILES = (MLFLOW_PARENT_FILE, f"{MLFLOW_PARENT_FILE}.lock", MLFLOW_DB, MLFLOW_ARTIFACTS)
 # A YAML file Hydra writes into a sweep folder (multirun.yaml: a few KB, a search's space adds
 # little) holds ~500 YAML events nested ~6 deep. Each bound is far above that and well below
 # what takes a second to read: libyaml's parse slows with the square of the nesting (100,000

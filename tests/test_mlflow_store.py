@@ -63,8 +63,27 @@ def test_a_single_run_keeps_its_store_in_its_own_folder(run_main, tmp_path: Path
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["loggers_failed"] == {}
     kept = record["logged_to"]["mlflow"]
-    assert kept["tracking_uri"] == "<sweep or run folder>/mlflow.db" and kept["parent_run_id"] is None
+    assert kept["tracking_uri"] == "<sweep or run folder>/mlflow.db"
+    assert kept["parent_run_id"] is None
     from mlflow import MlflowClient
 
     run = MlflowClient(f"sqlite:///{run_dir / LOCAL_DB}").get_run(kept["run_id"])
     assert run.info.run_name == run_dir.name and run.info.status == "FINISHED"
+
+
+def test_the_stores_copies_of_records_are_no_runs(run_main, tmp_path: Path) -> None:
+    """The sweep's local store keeps each run's metrics.json among its artifacts: load() and
+    the summary count the sweep's runs, not those copies."""
+    import mlp_sweep
+    from mlp_sweep.results.summary import write_summary
+
+    sweep = tmp_path / "sweep"
+    done = run_main(
+        "-m", "model.act=relu,selu", "hydra/launcher=basic", "data=synthetic",
+        "data.n_train=200", "data.n_test=100", "trainer.epochs=1", "logger=mlflow",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(list((sweep / "mlartifacts").rglob("metrics.json"))) == 2
+    assert list(mlp_sweep.load(sweep)["job"]) == [0, 1]
+    assert len(write_summary(sweep)) == 2

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlp_sweep.config import MlflowConfig
-from mlp_sweep.labels import MLFLOW_FILES
+from mlp_sweep.labels import MLFLOW_ARTIFACTS, MLFLOW_DB, MLFLOW_PARENT_FILE
 from mlp_sweep.training.writes import write_bytes_atomic
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-PARENT_FILE, _, LOCAL_DB, LOCAL_ARTIFACTS = MLFLOW_FILES
+PARENT_FILE, LOCAL_DB, LOCAL_ARTIFACTS = MLFLOW_PARENT_FILE, MLFLOW_DB, MLFLOW_ARTIFACTS
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 EXPERIMENT_ID = re.compile(r"[0-9]{1,19}")
 # Tags mlp_sweep puts on its runs (besides MLflow's own mlflow.* ones).

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from mlp_sweep.config import is_run_setting
-from mlp_sweep.labels import MULTIRUN_FILE
+from mlp_sweep.labels import MLFLOW_ARTIFACTS, MULTIRUN_FILE
 from mlp_sweep.loggers.run_info import TB_DIR
 from mlp_sweep.results.summary import METRIC_COLUMNS, cell
 from mlp_sweep.run.reader import HYDRA_DIR, read_run, warning_line
@@ -48,7 +48,8 @@ FIELDS = (
     "finished_at",
 )
 FRONT = ["sweep", "job", "run_dir", "history"]  # the columns that say where a row comes from
-SKIPPED = {HYDRA_DIR, ".submitit", TB_DIR, "__pycache__"}  # never hold runs
+# Never hold runs (logger=mlflow's artifacts hold copies of the runs' records).
+SKIPPED = {HYDRA_DIR, ".submitit", TB_DIR, "__pycache__", MLFLOW_ARTIFACTS}
 TOP_KEYS = ("loss", "seed")  # the config's undotted keys that change what a run computes
 
 
