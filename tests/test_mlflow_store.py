@@ -87,3 +87,27 @@ def test_the_stores_copies_of_records_are_no_runs(run_main, tmp_path: Path) -> N
     assert len(list((sweep / "mlartifacts").rglob("metrics.json"))) == 2
     assert list(mlp_sweep.load(sweep)["job"]) == [0, 1]
     assert len(write_summary(sweep)) == 2
+
+
+def test_tags_take_any_key_and_a_typo_beside_them_is_refused(run_main, tmp_path: Path) -> None:
+    refused = run_main("logger=mlflow", "+logger.mlflow.tagz.team=vision", "data=synthetic")
+    assert refused.returncode == 2
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "mlp_sweep: error: logger.mlflow.tagz: no such key; keys here: tracking_uri, experiment, "
+            "tags,"
+        )
+    )
+    run_dir = tmp_path / "run"
+    done = run_main(
+        "logger=mlflow", "+logger.mlflow.tags.team=vision", "data=synthetic", "data.n_train=100",
+        "trainer.epochs=1", f"hydra.run.dir={run_dir}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    from mlflow import MlflowClient
+
+    kept = json.loads((run_dir / "metrics.json").read_text())["logged_to"]["mlflow"]
+    run = MlflowClient(f"sqlite:///{run_dir / LOCAL_DB}").get_run(kept["run_id"])
+    assert run.data.tags["team"] == "vision"

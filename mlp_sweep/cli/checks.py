@@ -166,7 +166,7 @@ def check_keys(cfg: DictConfig) -> None:
 
     def walk(node: object, schema: object, prefix: str) -> None:
         if not isinstance(node, dict) or not isinstance(schema, dict):
-            return
+            return  # a value, or a mapping the schema leaves open (OPEN)
         for key, value in node.items():
             if key not in schema:
                 name = f"{prefix}{key}"
@@ -180,10 +180,23 @@ def check_keys(cfg: DictConfig) -> None:
     walk(plain, _schema_tree(), "")
 
 
+# A mapping of the schema that takes any key (a dict field: logger.mlflow.tags).
+OPEN = "<any key>"
+
+
 @functools.cache
 def _schema_tree() -> object:
-    """The schema as plain dicts, built once. Shared: callers must not modify it."""
-    return OmegaConf.to_container(_schema(), resolve=False)
+    """The schema's sections as plain dicts (OPEN for a dict field), built once. Shared:
+    callers must not modify it."""
+
+    def tree(node: object) -> object:
+        if not isinstance(node, DictConfig):
+            return None
+        if OmegaConf.get_type(node) is dict:
+            return OPEN
+        return {str(key): tree(value) for key, value in node.items_ex(resolve=False)}
+
+    return tree(_schema())
 
 
 def value_choices(word: str) -> list[str] | None:
