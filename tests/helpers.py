@@ -342,3 +342,22 @@ class Recorder:
 
     def close(self) -> None:
         self._call("close")
+
+
+# A search whose median pruner stops trials 3-5 (lr 0.0001) once trials 0-2 (lr 0.5) finished:
+# hydra/launcher=basic runs them in that order (tests/test_pruning.py, tests/test_mlflow.py).
+PRUNED_SEARCH = [
+    "hparams_search=optuna",
+    "hydra.sweeper.n_trials=6",
+    "hydra.sweeper.params.optim.lr='choice(0.5,0.0001)'",
+    # Three trials alike per learning rate: test batches of another size give the same numbers.
+    "hydra.sweeper.params.model.act=relu",
+    "hydra.sweeper.params.model.init=default",
+    "trainer.eval_batch_size=50,100,200",
+    "hydra.sweeper.pruner=median",
+    "hydra.sweeper.pruning.warmup_trials=2",
+    "data=synthetic",
+    "data.n_train=600",
+    "data.n_test=200",
+    "trainer.epochs=4",
+]

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.browser import close, open_page, wait_for_text
-from tests.helpers import chromium_or_skip, start_cli, wait_for, wait_until
+from tests.helpers import PRUNED_SEARCH, chromium_or_skip, start_cli, wait_for, wait_until
 from tests.mlflow_server import Server, mlflow_command, start_server, stop_server
 
 pytestmark = pytest.mark.mlflow
@@ -162,17 +162,8 @@ def test_a_search_with_pruning(server: Server, tmp_path: Path) -> None:
     code, said = run_sweep(
         tmp_path,
         "-m",
-        "hparams_search=optuna",
-        "hydra.sweeper.n_trials=6",
-        "hydra.sweeper.params.optim.lr='choice(0.5,0.0001)'",
-        "hydra.sweeper.params.model.act=relu",
-        "hydra.sweeper.params.model.init=default",
-        "trainer.eval_batch_size=50,100,200",
-        "hydra.sweeper.pruner=median",
-        "hydra.sweeper.pruning.warmup_trials=2",
+        *PRUNED_SEARCH,
         "hydra/launcher=basic",
-        *TINY,
-        "trainer.epochs=4",
         "logger=mlflow",
         f"logger.mlflow.tracking_uri={server.url}",
         f"logger.mlflow.experiment={experiment}",

@@ -92,14 +92,9 @@ def test_the_stores_copies_of_records_are_no_runs(run_main, tmp_path: Path) -> N
 def test_tags_take_any_key_and_a_typo_beside_them_is_refused(run_main, tmp_path: Path) -> None:
     refused = run_main("logger=mlflow", "+logger.mlflow.tagz.team=vision", "data=synthetic")
     assert refused.returncode == 2
-    assert (
-        refused.stderr.strip()
-        .splitlines()[-1]
-        .startswith(
-            "mlp_sweep: error: logger.mlflow.tagz: no such key; keys here: tracking_uri, experiment, "
-            "tags,"
-        )
-    )
+    said = refused.stderr.strip().splitlines()[-1]
+    assert said.startswith("mlp_sweep: error: logger.mlflow.tagz: no such key; keys here: ")
+    assert "tracking_uri, experiment, tags," in said
     run_dir = tmp_path / "run"
     done = run_main(
         "logger=mlflow", "+logger.mlflow.tags.team=vision", "data=synthetic", "data.n_train=100",

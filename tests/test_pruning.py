@@ -21,25 +21,9 @@ import pytest
 from mlp_sweep.search.study import JOURNAL_FILE, PrunerName, PrunerSpec, load_study
 from mlp_sweep.search.trial import epoch_value, trial_link
 from mlp_sweep.training.loop import EpochStats, History
-from tests.helpers import free_port, http_json, stop, wait_until
+from tests.helpers import PRUNED_SEARCH, free_port, http_json, stop, wait_until
 
 optuna = pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
-
-SEARCH = [
-    "hparams_search=optuna",
-    "hydra.sweeper.n_trials=6",
-    "hydra.sweeper.params.optim.lr='choice(0.5,0.0001)'",
-    # Three trials alike per learning rate: test batches of another size give the same numbers.
-    "hydra.sweeper.params.model.act=relu",
-    "hydra.sweeper.params.model.init=default",
-    "trainer.eval_batch_size=50,100,200",
-    "hydra.sweeper.pruner=median",
-    "hydra.sweeper.pruning.warmup_trials=2",
-    "data=synthetic",
-    "data.n_train=600",
-    "data.n_test=200",
-    "trainer.epochs=4",
-]
 
 
 def _records(sweep: Path) -> dict[int, dict]:
@@ -49,7 +33,7 @@ def _records(sweep: Path) -> dict[int, dict]:
 def test_hopeless_trials_are_pruned_and_resume_leaves_them(run_main, tmp_path: Path) -> None:
     """On hydra/launcher=basic (the default launcher's workers: the test below)."""
     sweep = tmp_path / "search"
-    done = run_main("-m", *SEARCH, "hydra/launcher=basic", f"hydra.sweep.dir={sweep}")
+    done = run_main("-m", *PRUNED_SEARCH, "hydra/launcher=basic", f"hydra.sweep.dir={sweep}")
     said = done.stdout + done.stderr
     assert done.returncode == 0, said[-3000:]
     assert (sweep / JOURNAL_FILE).is_file()  # the study is a journal: many writers at once
@@ -172,7 +156,7 @@ def test_a_worker_never_waits_for_a_batch(run_main, tmp_path: Path) -> None:
     (usually 1-2 s before) proves nothing more, and once in a loaded suite it came 23 ms after."""
     sweep = tmp_path / "search"
     longer = ["data.n_train=10000", "trainer.batch_size=50", "trainer.epochs=15"]
-    done = run_main("-m", *SEARCH, *longer, f"hydra.sweep.dir={sweep}")
+    done = run_main("-m", *PRUNED_SEARCH, *longer, f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     records = _records(sweep)
     assert [records[n]["status"] for n in range(6)] == ["ok"] * 3 + ["pruned"] * 3
