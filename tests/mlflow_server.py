@@ -120,7 +120,11 @@ def start_server(root: Path, artifacts: Path | None = None) -> Server:
         except OSError:
             return False
 
-    wait_until(up, "the MLflow server", 90)
+    try:
+        wait_until(up, "the MLflow server", 90)
+    except BaseException:
+        stop(proc)  # a server that never came up is stopped all the same
+        raise
     return server
 
 
