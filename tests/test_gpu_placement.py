@@ -250,6 +250,26 @@ def test_the_fused_launcher_stacks_per_gpu(tmp_path: Path) -> None:
     assert sorted(tuple(devices) for devices in stacks.values()) == [("0",), ("1",)]
 
 
+def test_an_optuna_searchs_trials_are_placed_the_same_way(tmp_path: Path) -> None:
+    """The search launches its trials through the parallel launcher: each on a pinned worker,
+    the two GPUs both used."""
+    pytest.importorskip("optuna", reason="needs the search extra: pip install '.[search]'")
+    sweep = tmp_path / "o"
+    done = run_python(
+        "-m", "mlp_sweep", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2", "hydra.sweeper.pruner=none", *TINY,
+        "hydra.launcher.gpus=[0,1]", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = records(sweep)
+    assert len(found) == 4 and {r["status"] for r in found} == {"ok"}
+    by_pid: dict[object, set[object]] = {}
+    for r in found:
+        by_pid.setdefault(r["pid"], set()).add(r["cuda_visible_devices"])
+    assert all(len(devices) == 1 for devices in by_pid.values())  # a worker keeps its GPU
+    assert {next(iter(d)) for d in by_pid.values()} == {"0", "1"}
+
+
 # ---- refusals before any job -----------------------------------------------------------------
 
 
