@@ -27,6 +27,7 @@ hold them, and the resumed run trains that epoch again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -113,19 +114,16 @@ class MlflowLogger:
         uri = store.tracking_uri(self.cfg, folder)
         where = store.store_name(self.cfg, uri)
         name = self.cfg.experiment or run.group
-        if run.sweep_dir is None:
+        sweep = run.sweep_dir
+        # A sweep's jobs open its store and find its parent one at a time (mlflow_store).
+        with store.locked(sweep) if sweep is not None else contextlib.nullcontext():
             if not self.cfg.tracking_uri:
                 store.create_local(folder)
             self.client = client = MlflowClient(tracking_uri=uri)
-            experiment, parent = store.experiment_id(client, name, folder, uri), None
-        else:
-            with store.locked(run.sweep_dir):
-                if not self.cfg.tracking_uri:
-                    store.create_local(folder)
-                self.client = client = MlflowClient(tracking_uri=uri)
-                experiment = store.experiment_id(client, name, folder, uri)
-                tags = dict(self.cfg.tags)
-                parent = store.parent_run(client, where, experiment, run.sweep_dir, tags)
+            experiment = store.experiment_id(client, name, folder, uri)
+            parent = None
+            if sweep is not None:
+                parent = store.parent_run(client, where, experiment, sweep, dict(self.cfg.tags))
         self.run_id = self._continued(run, where, experiment, parent) or self._create(
             run, experiment, parent
         )
