@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from mlp_sweep.config import MlflowConfig
+from mlp_sweep.labels import MLFLOW_DB
 from mlp_sweep.loggers import RunInfo
 from mlp_sweep.training.loop import EpochStats
 
 pytest.importorskip("mlflow", reason='needs the track extra: pip install ".[track]"')
 
 from mlp_sweep.loggers.mlflow_logger import PARAM_VALUE_MAX, MlflowLogger  # noqa: E402
-from mlp_sweep.loggers.mlflow_store import LOCAL_DB, create_local  # noqa: E402
+from mlp_sweep.loggers.mlflow_store import create_local  # noqa: E402
 
 
 def test_past_mlflows_limits_on_params_and_metrics(tmp_path: Path) -> None:
@@ -32,7 +33,7 @@ def test_past_mlflows_limits_on_params_and_metrics(tmp_path: Path) -> None:
     logger.epoch(EpochStats(1, 0.5, 0.4, 0.9, 1.0))
     logger.finish({"status": "ok", "epochs_done": 1, "best_test_acc": 0.9, "best_epoch": 1})
     logger.close()
-    client = MlflowClient(f"sqlite:///{tmp_path / LOCAL_DB}")
+    client = MlflowClient(f"sqlite:///{tmp_path / MLFLOW_DB}")
     run = client.get_run(where["run_id"])
     assert len(run.data.params) == 250
     assert run.data.params["long"] == "x" * PARAM_VALUE_MAX
@@ -47,7 +48,7 @@ def test_a_link_planted_for_the_store_is_never_followed(tmp_path: Path) -> None:
     decoy.write_bytes(b"precious")
     folder = tmp_path / "run"
     folder.mkdir()
-    (folder / LOCAL_DB).symlink_to(decoy)
+    (folder / MLFLOW_DB).symlink_to(decoy)
     with pytest.raises(RuntimeError, match="is a symbolic link; no MLflow store goes there"):
         create_local(folder)
     assert decoy.read_bytes() == b"precious"
@@ -67,7 +68,7 @@ def test_a_single_run_keeps_its_store_in_its_own_folder(run_main, tmp_path: Path
     assert kept["parent_run_id"] is None
     from mlflow import MlflowClient
 
-    run = MlflowClient(f"sqlite:///{run_dir / LOCAL_DB}").get_run(kept["run_id"])
+    run = MlflowClient(f"sqlite:///{run_dir / MLFLOW_DB}").get_run(kept["run_id"])
     assert run.info.run_name == run_dir.name and run.info.status == "FINISHED"
 
 
@@ -104,5 +105,5 @@ def test_tags_take_any_key_and_a_typo_beside_them_is_refused(run_main, tmp_path:
     from mlflow import MlflowClient
 
     kept = json.loads((run_dir / "metrics.json").read_text())["logged_to"]["mlflow"]
-    run = MlflowClient(f"sqlite:///{run_dir / LOCAL_DB}").get_run(kept["run_id"])
+    run = MlflowClient(f"sqlite:///{run_dir / MLFLOW_DB}").get_run(kept["run_id"])
     assert run.data.tags["team"] == "vision"

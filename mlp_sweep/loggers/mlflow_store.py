@@ -33,9 +33,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-PARENT_FILE, LOCAL_DB, LOCAL_ARTIFACTS = MLFLOW_PARENT_FILE, MLFLOW_DB, MLFLOW_ARTIFACTS
 RUN_ID = re.compile(r"[0-9a-f]{32}")
-EXPERIMENT_ID = re.compile(r"[0-9]{1,19}")
 # Tags mlp_sweep puts on its runs (besides MLflow's own mlflow.* ones).
 TAG_SWEEP = "sweep_dir"
 TAG_RUN_DIR = "run_dir"
@@ -46,24 +44,24 @@ def tracking_uri(cfg: MlflowConfig, folder: Path) -> str:
     """cfg's URI, or the local store inside `folder` (the sweep's, or a single run's)."""
     if cfg.tracking_uri:
         return cfg.tracking_uri
-    return f"sqlite:///{folder.resolve() / LOCAL_DB}"
+    return f"sqlite:///{folder.resolve() / MLFLOW_DB}"
 
 
 def create_local(folder: Path) -> None:
     """The local store's tables, made in a file of their own and renamed into place: a job
     killed while making them (it takes a second or two) leaves no half-made store, which no
     later client could open. Called under locked() in a sweep."""
-    db = folder / LOCAL_DB
-    for name in (LOCAL_DB, LOCAL_ARTIFACTS):  # a received folder's: never followed out of it
+    db = folder / MLFLOW_DB
+    for name in (MLFLOW_DB, MLFLOW_ARTIFACTS):  # a received folder's: never followed out of it
         if (folder / name).is_symlink():
             raise RuntimeError(f"{folder / name} is a symbolic link; no MLflow store goes there")
     if db.exists():
         return
     from mlflow import MlflowClient
 
-    for left in folder.glob(f"{LOCAL_DB}.*.new"):  # a killed job's; the lock is ours now
+    for left in folder.glob(f"{MLFLOW_DB}.*.new"):  # a killed job's; the lock is ours now
         left.unlink(missing_ok=True)
-    new = folder / f"{LOCAL_DB}.{os.getpid()}.new"
+    new = folder / f"{MLFLOW_DB}.{os.getpid()}.new"
     MlflowClient(tracking_uri=f"sqlite:///{new.resolve()}").search_experiments(max_results=1)
     os.replace(new, db)
 
@@ -115,7 +113,7 @@ def experiment_id(client: MlflowClient, name: str, folder: Path, uri: str) -> st
                 "another with logger.mlflow.experiment"
             )
         return str(found.experiment_id)
-    location = (folder.resolve() / LOCAL_ARTIFACTS).as_uri() if is_local(uri) else None
+    location = (folder.resolve() / MLFLOW_ARTIFACTS).as_uri() if is_local(uri) else None
     try:
         return str(client.create_experiment(name, artifact_location=location))
     except MlflowException:  # another job created it a moment ago
@@ -129,7 +127,7 @@ def experiment_id(client: MlflowClient, name: str, folder: Path, uri: str) -> st
 def locked(sweep_dir: Path) -> Iterator[None]:
     """The sweep's MLflow lock: one job at a time opens the store and finds the parent."""
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(sweep_dir / f"{PARENT_FILE}.lock", flags, 0o644)
+    fd = os.open(sweep_dir / f"{MLFLOW_PARENT_FILE}.lock", flags, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -139,7 +137,7 @@ def locked(sweep_dir: Path) -> Iterator[None]:
 
 def read_parents(sweep_dir: Path) -> dict[str, dict[str, str]]:
     """mlflow.json's entries whose ids have the right form: {"<uri> <experiment id>": {...}}."""
-    path = sweep_dir / PARENT_FILE
+    path = sweep_dir / MLFLOW_PARENT_FILE
     try:
         if path.is_symlink():
             return {}
@@ -198,5 +196,5 @@ def parent_run(
         "parent_run_id": run.info.run_id,
     }
     data = json.dumps(entries, indent=2).encode()
-    write_bytes_atomic(sweep_dir / PARENT_FILE, data)
+    write_bytes_atomic(sweep_dir / MLFLOW_PARENT_FILE, data)
     return str(run.info.run_id)
